@@ -1,0 +1,38 @@
+#pragma once
+// Where a tensor's memory lives: the host, or one CUDA device.
+#include <cstddef>
+#include <string>
+
+namespace syncbn {
+
+enum class DeviceType { kCpu, kCuda };
+
+struct Device {
+  DeviceType type = DeviceType::kCpu;
+  int index = 0;
+
+  static Device cpu() { return {DeviceType::kCpu, 0}; }
+  static Device cuda(int index = 0) { return {DeviceType::kCuda, index}; }
+  bool is_cpu() const { return type == DeviceType::kCpu; }
+  bool is_cuda() const { return type == DeviceType::kCuda; }
+  bool operator==(const Device& other) const = default;
+  std::string str() const;  // "cpu" or "cuda:0"
+};
+
+// Parses "cpu", "cuda" or "cuda:N"; throws syncbn::Error on anything else.
+Device parse_device(const std::string& text);
+
+// True when this build has the CUDA backend compiled in.
+bool cuda_compiled();
+// Number of visible CUDA devices; 0 without a driver, a device, or the CUDA backend.
+int cuda_device_count();
+
+// Raw memory on a device. CPU memory is 64-byte aligned; CUDA memory comes from the caching
+// allocator of the CUDA backend.
+void* device_allocate(Device device, std::size_t bytes);
+void device_free(Device device, void* ptr) noexcept;
+void device_copy(void* dst, Device dst_device, const void* src, Device src_device,
+                 std::size_t bytes);
+void device_set_zero(void* ptr, Device device, std::size_t bytes);
+
+}  // namespace syncbn

@@ -1,0 +1,114 @@
+// CUDA runtime for the device-neutral code: device count, a caching allocator, copies.
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "cuda/check.h"
+#include "cuda/runtime.h"
+
+namespace syncbn::cuda {
+
+namespace {
+
+// Caching allocator: freed blocks are kept per (device, rounded size) and reused, so a training
+// step after the first calls neither cudaMalloc nor cudaFree. Sizes round up to 512 bytes below
+// 1 MiB and to 2 MiB above, which bounds the waste while keeping the number of bins small.
+class CachingAllocator {
+ public:
+  void* allocate(int device, std::size_t bytes) {
+    const std::size_t size = round_size(bytes);
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& bin = free_blocks_[{device, size}];
+    if (!bin.empty()) {
+      void* ptr = bin.back();
+      bin.pop_back();
+      live_[ptr] = {device, size};
+      return ptr;
+    }
+    int previous = 0;
+    SYNCBN_CUDA_CHECK(cudaGetDevice(&previous));
+    SYNCBN_CUDA_CHECK(cudaSetDevice(device));
+    void* ptr = nullptr;
+    cudaError_t status = cudaMalloc(&ptr, size);
+    if (status == cudaErrorMemoryAllocation) {
+      // Give the cache back to the driver and try once more before failing.
+      cudaGetLastError();
+      release_cached_locked();
+      status = cudaMalloc(&ptr, size);
+    }
+    cudaSetDevice(previous);
+    SYNCBN_CUDA_CHECK(status);
+    live_[ptr] = {device, size};
+    return ptr;
+  }
+
+  void release(void* ptr) noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = live_.find(ptr);
+    if (it == live_.end()) return;
+    free_blocks_[it->second].push_back(ptr);
+    live_.erase(it);
+  }
+
+ private:
+  using Key = std::pair<int, std::size_t>;
+
+  static std::size_t round_size(std::size_t bytes) {
+    constexpr std::size_t kSmall = 512, kLarge = 2 << 20;
+    const std::size_t unit = bytes < (1 << 20) ? kSmall : kLarge;
+    return (bytes + unit - 1) / unit * unit + (bytes == 0 ? unit : 0);
+  }
+
+  void release_cached_locked() noexcept {
+    for (auto& [key, blocks] : free_blocks_) {
+      for (void* ptr : blocks) cudaFree(ptr);
+      blocks.clear();
+    }
+  }
+
+  std::mutex mutex_;
+  std::map<Key, std::vector<void*>> free_blocks_;
+  std::unordered_map<void*, Key> live_;
+};
+
+CachingAllocator& allocator() {
+  // Intentionally leaked: blocks may be released during static destruction, after the CUDA
+  // context is gone; the driver reclaims everything at exit.
+  static auto* instance = new CachingAllocator();
+  return *instance;
+}
+
+}  // namespace
+
+bool compiled() { return true; }
+
+int device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // no driver or no device: not an error for a CPU run
+    return 0;
+  }
+  return count;
+}
+
+void* allocate(int device, std::size_t bytes) { return allocator().allocate(device, bytes); }
+
+void release(int, void* ptr) noexcept { allocator().release(ptr); }
+
+void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, std::size_t bytes) {
+  const cudaMemcpyKind kind = dst_on_device
+                                  ? (src_on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                                  : (src_on_device ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+  SYNCBN_CUDA_CHECK(cudaMemcpy(dst, src, bytes, kind));
+}
+
+void set_zero(int device, void* ptr, std::size_t bytes) {
+  int previous = 0;
+  SYNCBN_CUDA_CHECK(cudaGetDevice(&previous));
+  SYNCBN_CUDA_CHECK(cudaSetDevice(device));
+  SYNCBN_CUDA_CHECK(cudaMemset(ptr, 0, bytes));
+  SYNCBN_CUDA_CHECK(cudaSetDevice(previous));
+}
+
+}  // namespace syncbn::cuda

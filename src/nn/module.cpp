@@ -1,0 +1,134 @@
+#include "syncbn/nn/module.h"
+
+#include <sstream>
+
+#include "syncbn/error.h"
+
+namespace syncbn::nn {
+
+namespace {
+std::string join(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : prefix + "." + name;
+}
+}  // namespace
+
+Tensor Module::backward(const Tensor& dy) {
+  Tensor dx = backward_impl(dy);
+  for (auto& [name, param] : parameters_) {
+    if (param->on_grad_ready) param->on_grad_ready(*param);
+  }
+  return dx;
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  on_train_mode_changed();
+  for (auto& [name, child] : children_) child->train(on);
+}
+
+std::vector<NamedParameter> Module::named_parameters(const std::string& prefix) const {
+  std::vector<NamedParameter> out;
+  for (const auto& [name, param] : parameters_) out.emplace_back(join(prefix, name), param);
+  for (const auto& [name, child] : children_) {
+    for (auto& entry : child->named_parameters(join(prefix, name))) out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+std::vector<NamedBuffer> Module::named_buffers(const std::string& prefix) const {
+  std::vector<NamedBuffer> out;
+  for (const auto& [name, buffer] : buffers_) out.emplace_back(join(prefix, name), buffer);
+  for (const auto& [name, child] : children_) {
+    for (auto& entry : child->named_buffers(join(prefix, name))) out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+std::vector<ParameterPtr> Module::parameters() const {
+  std::vector<ParameterPtr> out;
+  for (auto& [name, param] : named_parameters()) out.push_back(param);
+  return out;
+}
+
+std::vector<NamedBuffer> Module::state_dict() const {
+  // torch orders each module's own parameters, then its buffers, then recurses into children.
+  std::vector<NamedBuffer> out;
+  std::function<void(const Module&, const std::string&)> visit = [&](const Module& m,
+                                                                      const std::string& prefix) {
+    for (const auto& [name, param] : m.parameters_) out.emplace_back(join(prefix, name), param->value);
+    for (const auto& [name, buffer] : m.buffers_) out.emplace_back(join(prefix, name), buffer);
+    for (const auto& [name, child] : m.children_) visit(*child, join(prefix, name));
+  };
+  visit(*this, "");
+  return out;
+}
+
+std::shared_ptr<Module> Module::child(const std::string& name) const {
+  for (const auto& [child_name, child] : children_) {
+    if (child_name == name) return child;
+  }
+  SYNCBN_FAIL("module ", type_name(), " has no child named '", name, "'");
+}
+
+void Module::replace_child(const std::string& name, std::shared_ptr<Module> module) {
+  for (auto& [child_name, child] : children_) {
+    if (child_name == name) {
+      child = std::move(module);
+      return;
+    }
+  }
+  SYNCBN_FAIL("module ", type_name(), " has no child named '", name, "'");
+}
+
+void Module::zero_grad() {
+  for (auto& param : parameters()) {
+    if (param->grad.defined()) param->grad.zero_();
+  }
+}
+
+void Module::to(Device device) {
+  for (auto& [name, param] : parameters_) {
+    param->value = param->value.to(device);
+    param->grad = param->grad.defined() ? param->grad.to(device) : Tensor();
+  }
+  for (auto& [name, buffer] : buffers_) buffer = buffer.to(device);
+  for (auto& [name, child] : children_) child->to(device);
+}
+
+std::string Module::str(int indent) const {
+  std::ostringstream out;
+  out << type_name() << "(" << describe();
+  if (!children_.empty()) {
+    out << "\n";
+    for (const auto& [name, child] : children_) {
+      out << std::string(indent + 2, ' ') << "(" << name << "): " << child->str(indent + 2) << "\n";
+    }
+    out << std::string(indent, ' ');
+  }
+  out << ")";
+  return out.str();
+}
+
+ParameterPtr Module::register_parameter(const std::string& name, Tensor value,
+                                        bool is_norm_or_bias) {
+  auto param = std::make_shared<Parameter>();
+  param->grad = Tensor::zeros(value.shape(), value.device());
+  param->value = std::move(value);
+  param->is_norm_or_bias = is_norm_or_bias;
+  parameters_.emplace_back(name, param);
+  return param;
+}
+
+Tensor Module::register_buffer(const std::string& name, Tensor value) {
+  buffers_.emplace_back(name, value);
+  return value;
+}
+
+Tensor& Module::own_buffer(const std::string& name) {
+  for (auto& [buffer_name, buffer] : buffers_) {
+    if (buffer_name == name) return buffer;
+  }
+  SYNCBN_FAIL("module ", type_name(), " has no buffer named '", name, "'");
+}
+
+}  // namespace syncbn::nn

@@ -1,0 +1,50 @@
+#include "syncbn/tensor.h"
+
+#include <gtest/gtest.h>
+
+#include "syncbn/error.h"
+
+namespace syncbn {
+namespace {
+
+TEST(TensorTest, CopiesShareStorageAndCloneDoesNot) {
+  Tensor a = Tensor::zeros({2, 3});
+  Tensor b = a;
+  Tensor c = a.clone();
+  b.data()[4] = 7.0f;
+  EXPECT_EQ(a.data()[4], 7.0f);
+  EXPECT_EQ(c.data()[4], 0.0f);
+}
+
+TEST(TensorTest, ViewAddressesPartOfTheStorage) {
+  Tensor flat = Tensor::from_vector({6}, {0, 1, 2, 3, 4, 5});
+  Tensor tail = flat.view({2, 2}, 2);
+  EXPECT_EQ(tail.to_vector(), (std::vector<float>{2, 3, 4, 5}));
+  tail.fill_(9.0f);
+  EXPECT_EQ(flat.to_vector(), (std::vector<float>{0, 1, 9, 9, 9, 9}));
+  EXPECT_THROW(flat.view({4}, 3), Error);
+}
+
+TEST(TensorTest, ReshapeInfersOneDimensionAndRejectsBadShapes) {
+  Tensor a = Tensor::zeros({4, 3, 2});
+  EXPECT_EQ(a.reshape({4, -1}).shape(), (Shape{4, 6}));
+  EXPECT_THROW(a.reshape({5, -1}), Error);
+  EXPECT_THROW(a.reshape({-1, -1}), Error);
+  EXPECT_EQ(a.size(-1), 2);
+  EXPECT_THROW(a.size(3), Error);
+}
+
+TEST(TensorTest, CudaWithoutBackendOrDeviceIsAClearError) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
+  EXPECT_THROW(Tensor::zeros({2}, Device::cuda(0)), Error);
+}
+
+TEST(TensorTest, ParseDevice) {
+  EXPECT_EQ(parse_device("cpu"), Device::cpu());
+  EXPECT_EQ(parse_device("cuda:1"), Device::cuda(1));
+  EXPECT_THROW(parse_device("gpu"), Error);
+  EXPECT_THROW(parse_device("cuda:x"), Error);
+}
+
+}  // namespace
+}  // namespace syncbn
