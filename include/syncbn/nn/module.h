@@ -16,7 +16,7 @@ namespace syncbn::nn {
 struct Parameter {
   Tensor value;
   Tensor grad;
-  // False for norm weights/biases and layer biases: SGD may skip weight decay on these.
+  // True for norm weights/biases and layer biases: SGD may skip weight decay on these.
   bool is_norm_or_bias = false;
   // Called right after the owning module's backward has finished writing `grad`; DataParallel
   // uses it to start a gradient bucket's allreduce while backward goes on.

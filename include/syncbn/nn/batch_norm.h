@@ -1,0 +1,151 @@
+#pragma once
+// BatchNorm1d / BatchNorm2d with PyTorch semantics and state_dict names, and the shared
+// implementation (BatchNorm) that SyncBatchNorm derives from (DESIGN.md section 3).
+//
+// Training: per-channel batch statistics over the n = N * prod(spatial) values of a channel,
+//   mean = K + S1/n, var = S2/n - (S1/n)^2 (biased), invstd = 1/sqrt(var + eps),
+//   y = weight * (x - mean) * invstd + bias,
+// from shifted sums S1 = sum(x - K), S2 = sum((x - K)^2) in double with K = running_mean when
+// statistics are tracked (else 0), and, when tracked,
+//   running_mean = (1 - m) running_mean + m mean,  running_var = (1 - m) running_var + m var
+//   n/(n-1)
+// (m = momentum, or 1/num_batches_tracked when momentum is None).
+// Evaluation: the running statistics when tracked, the batch statistics otherwise.
+// Backward: dx = weight * invstd / n * (n * dy - sum_dy - xhat * sum_dy_xhat),
+//   weight.grad += sum(dy * xhat), bias.grad += sum(dy).
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "syncbn/nn/module.h"
+#include "syncbn/tensor.h"
+
+namespace syncbn::nn {
+
+// Formats a double as Python's repr does ("1e-05", "0.1", "1.0"), so that printed modules read
+// like PyTorch's.
+std::string python_float_repr(double value);
+
+// Chained options, as in the PyTorch C++ frontend: BatchNormOptions(64).eps(1e-3).momentum(0.01).
+class BatchNormOptions {
+ public:
+  BatchNormOptions(int64_t num_features);  // NOLINT: implicit, as in PyTorch
+
+  int64_t num_features() const { return num_features_; }
+  double eps() const { return eps_; }
+  // nullopt is PyTorch's momentum=None: a cumulative moving average.
+  std::optional<double> momentum() const { return momentum_; }
+  bool affine() const { return affine_; }
+  bool track_running_stats() const { return track_running_stats_; }
+
+  BatchNormOptions& eps(double value);
+  BatchNormOptions& momentum(std::optional<double> value);
+  BatchNormOptions& affine(bool value);
+  BatchNormOptions& track_running_stats(bool value);
+
+ private:
+  int64_t num_features_;
+  double eps_ = 1e-5;
+  std::optional<double> momentum_ = 0.1;
+  bool affine_ = true;
+  bool track_running_stats_ = true;
+};
+
+// The shared implementation of the batch norm layers (PyTorch's _BatchNorm). Input (N, C, *);
+// an input flagged MemoryFormat::kChannelsLast is read as (N, *, C) and the output keeps the flag.
+// Parameters "weight" (ones) and "bias" (zeros) when affine; buffers "running_mean" (zeros),
+// "running_var" (ones) and "num_batches_tracked" (one float, 0) when tracking.
+class BatchNorm : public Module {
+ public:
+  explicit BatchNorm(const BatchNormOptions& options);
+
+  const BatchNormOptions& options() const { return options_; }
+  // "4, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True"
+  std::string describe() const override;
+
+  // Null when not affine.
+  ParameterPtr weight() const { return weight_; }
+  ParameterPtr bias() const { return bias_; }
+  // Handles sharing the buffers' storage; undefined when statistics are not tracked.
+  Tensor running_mean() { return tracked_buffer("running_mean"); }
+  Tensor running_var() { return tracked_buffer("running_var"); }
+  Tensor num_batches_tracked() { return tracked_buffer("num_batches_tracked"); }
+
+ protected:
+  // Builds a batch norm that shares the Parameter objects and the buffer storage of `source`,
+  // with its options and train/eval mode: how convert_sync_batchnorm swaps a BatchNorm for a
+  // SyncBatchNorm without copying state.
+  struct ShareState {};
+  BatchNorm(const BatchNorm& source, ShareState);
+
+  // The collective hooks. A local batch norm does nothing; SyncBatchNorm allreduces (sum) over
+  // its group. Called on every training step, also with an empty local batch (zeros), so that
+  // every rank joins the collective. Both buffers live on the input's device.
+  //   packed = [s1(C), s2(C), count], 2C+1 doubles; afterwards it must hold the group totals.
+  virtual void reduce_forward_stats(double* /*packed*/, int64_t /*channels*/) {}
+  //   packed = [sum_dy(C), sum_dy_xhat(C)], 2C doubles; afterwards the group totals.
+  virtual void reduce_backward_stats(double* /*packed*/, int64_t /*channels*/) {}
+
+  // The dimensions a concrete class accepts (BatchNorm2d: 4-D); the base accepts (N, C, *).
+  virtual void check_input_dim(const Tensor& x) const;
+
+  Tensor forward_impl(const Tensor& x) override;
+  Tensor backward_impl(const Tensor& dy) override;
+
+  // The forward and backward pieces, for derived classes that arrange them differently.
+  // True when this forward normalises with batch statistics (training, or not tracking).
+  bool uses_batch_stats() const { return is_training() || !options_.track_running_stats(); }
+  // Batch statistics of x into saved_mean_ / saved_invstd_: local shifted sums,
+  // reduce_forward_stats, the count check, then finalize (with the running-statistics update
+  // when training and tracking). Sets total_count_.
+  void compute_batch_stats(const Tensor& x);
+  // saved_mean_ / saved_invstd_ from the running statistics (evaluation).
+  void load_running_stats();
+  // Throws the "Expected more than 1 value per channel when training" error unless
+  // total_count > 1. local_shape is this process's input shape.
+  static void check_count(const Shape& local_shape, double local_count, double total_count);
+  // y = weight * (x - saved_mean_) * saved_invstd_ + bias.
+  Tensor normalize(const Tensor& x) const;
+
+  // Sizes the saved statistics (C floats) and the packed buffer (2C+1 doubles) for `device`;
+  // allocates only when the channel count or device changed.
+  void prepare_scratch(Device device);
+  double* packed_stats() const { return static_cast<double*>(packed_->ptr); }
+  Tensor tracked_buffer(const std::string& name);
+
+  BatchNormOptions options_;
+  ParameterPtr weight_;
+  ParameterPtr bias_;
+
+  // Kept by forward for backward.
+  Tensor saved_input_;
+  Tensor saved_mean_;    // (C)
+  Tensor saved_invstd_;  // (C)
+  bool saved_batch_stats_ = false;
+  double total_count_ = 0.0;  // n over the sync group
+  // Reused packed statistics: [s1, s2, count] forward, [sum_dy, sum_dy_xhat] backward.
+  std::shared_ptr<Storage> packed_;
+};
+
+// Input (N, C) or (N, C, L).
+class BatchNorm1d : public BatchNorm {
+ public:
+  explicit BatchNorm1d(const BatchNormOptions& options) : BatchNorm(options) {}
+  std::string type_name() const override { return "BatchNorm1d"; }
+
+ protected:
+  void check_input_dim(const Tensor& x) const override;
+};
+
+// Input (N, C, H, W), NCHW or channels-last.
+class BatchNorm2d : public BatchNorm {
+ public:
+  explicit BatchNorm2d(const BatchNormOptions& options) : BatchNorm(options) {}
+  std::string type_name() const override { return "BatchNorm2d"; }
+
+ protected:
+  void check_input_dim(const Tensor& x) const override;
+};
+
+}  // namespace syncbn::nn

@@ -1,0 +1,33 @@
+#pragma once
+// Weight initialisation schemes applied to a whole model, deterministic per seed.
+#include <cstdint>
+#include <string>
+
+#include "syncbn/nn/module.h"
+
+namespace syncbn::nn {
+
+enum class InitScheme {
+  kKaiming,  // normal(0, sqrt(2 / fan_in)): He et al. 2015, for ReLU networks (the default)
+  kXavier,   // normal(0, sqrt(2 / (fan_in + fan_out))): Glorot & Bengio 2010
+  kSmall,    // normal(0, 0.01)
+  kLarge,    // normal(0, 1)
+  kZeros,    // all weights 0 (breaks symmetry-breaking; for experiments)
+};
+
+// "kaiming" | "xavier" | "small" | "large" | "zeros"; anything else throws syncbn::Error listing
+// the valid names.
+InitScheme parse_init_scheme(const std::string& name);
+std::string init_scheme_name(InitScheme scheme);
+
+// Re-initialises every parameter of `model`:
+//  - ndim >= 2 (Linear/Conv weights, shape [out, in, k...]): drawn by `scheme`, with
+//    fan_in = shape[1] * prod(shape[2:]) and fan_out = shape[0] * prod(shape[2:]);
+//  - ndim <= 1 named "...bias" (layer and norm biases): 0;
+//  - ndim <= 1 named "...weight" with is_norm_or_bias (norm weights, gamma): 1;
+//  - any other parameter keeps its value (a layer's own default, such as PReLU's slope).
+// The i-th parameter (in named_parameters() order) draws from Generator(derive_seed(seed, i)),
+// so the result depends only on (seed, model structure), on any device.
+void initialize(Module& model, InitScheme scheme, uint64_t seed);
+
+}  // namespace syncbn::nn

@@ -1,0 +1,40 @@
+#pragma once
+// The models of the scaling studies, by name, each with the normalisation chosen by name.
+//   mlp    : 784-256-256-10, Linear -> Norm -> ReLU after each hidden layer (the network of
+//            the classic BN write-up).
+//   cnn    : two Conv3x3 -> Norm -> ReLU -> MaxPool2 blocks (32, 64 channels) and a Linear head.
+//   resnet : a small ResNet of basic blocks for 28x28 inputs (32-64-128 channels).
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "syncbn/nn/sequential.h"
+
+namespace syncbn::dist {
+class Communicator;
+}
+
+namespace syncbn::nn {
+
+// none | bn (local BatchNorm) | syncbn (SyncBatchNorm) | gn (GroupNorm) | ln (LayerNorm; on
+// convolutional features GroupNorm with one group, i.e. LayerNorm over (C, H, W) without
+// per-position affine) | in (InstanceNorm2d with affine, convolutional models only)
+enum class NormKind { kNone, kBatch, kSyncBatch, kGroup, kLayer, kInstance };
+
+NormKind parse_norm_kind(const std::string& name);
+std::string norm_kind_name(NormKind kind);
+const std::vector<std::string>& model_names();
+
+struct ModelOptions {
+  std::string name = "mlp";
+  NormKind norm = NormKind::kBatch;
+  int64_t in_channels = 1, height = 28, width = 28, num_classes = 10;
+  int64_t group_norm_groups = 8;  // capped at the channel count
+  uint64_t seed = 0;
+  // The group SyncBatchNorm synchronises over (required for NormKind::kSyncBatch).
+  std::shared_ptr<dist::Communicator> sync_group;
+};
+
+std::shared_ptr<Sequential> make_model(const ModelOptions& options);
+
+}  // namespace syncbn::nn

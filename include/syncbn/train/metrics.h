@@ -1,0 +1,37 @@
+#pragma once
+// Per-epoch metrics: a summary line for people and one JSON object per line for machines.
+#include <cstdint>
+#include <string>
+
+namespace syncbn::train {
+
+struct EpochMetrics {
+  int64_t epoch = 0;  // 1-based
+  int64_t step = 0;   // optimizer steps so far
+  double train_loss = 0, train_accuracy = 0;
+  double test_loss = 0, test_accuracy = 0;
+  double images_per_second = 0;  // global (all ranks) training images per second
+  double seconds = 0;            // training time of the epoch, evaluation excluded
+  double lr = 0;                 // learning rate of the last step
+  int64_t world_size = 1, batch_size = 0;
+};
+
+std::string to_json(const EpochMetrics& m);
+std::string summary_line(const EpochMetrics& m, int64_t total_epochs);
+// Appends one JSON line to `path` (created if missing); throws naming the path on failure.
+void append_metrics(const std::string& path, const EpochMetrics& m);
+
+// A one-line progress bar redrawn in place on a terminal: "[=====>    ] 120/937 loss ... img/s".
+class ProgressBar {
+ public:
+  ProgressBar(bool enabled, int64_t epoch, int64_t total_epochs, int64_t total_steps);
+  void update(int64_t step, double loss, double accuracy, double images_per_second);
+  void finish();
+
+ private:
+  bool enabled_;
+  int64_t epoch_, total_epochs_, total_steps_;
+  double last_draw_ = -1.0;
+};
+
+}  // namespace syncbn::train

@@ -1,0 +1,63 @@
+#pragma once
+// The training loop: epochs of data-parallel SGD steps, evaluation on the test split, metrics
+// and the final checkpoint. syncbn-train and the examples are thin front ends over it.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "syncbn/nn/models.h"
+#include "syncbn/train/metrics.h"
+
+namespace syncbn::dist {
+class Communicator;
+}
+
+namespace syncbn::train {
+
+struct TrainConfig {
+  std::string model = "mlp";
+  std::string norm = "bn";
+  int64_t sync_group_size = 0;  // syncbn: groups of k consecutive ranks; 0 = the whole world
+  std::string dataset = "fashion-mnist";
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  int64_t synthetic_samples = 10000;
+  int64_t synthetic_classes = 10;
+  std::vector<int64_t> synthetic_shape = {1, 28, 28};
+  int64_t epochs = 1;
+  int64_t steps = 0;  // cap on optimizer steps over the whole run; 0 = no cap
+  int64_t batch_size = 64;  // per rank
+  double lr = 0.1;
+  bool scale_lr = false;  // lr = lr * global_batch / 256
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 5e-4;
+  bool decay_norm_and_bias = true;
+  std::string schedule = "constant";
+  double warmup_epochs = 0.0;
+  std::string init = "kaiming";
+  uint64_t seed = 0;
+  int64_t eval_batch_size = 1000;
+  bool broadcast_buffers = false;  // DataParallel: broadcast local BN buffers from rank 0
+  int64_t first_bucket_kib = 1024, bucket_kib = 25 * 1024;
+  std::string device = "cpu";
+  std::string save;
+  std::string metrics;
+  bool progress = true;  // progress bar on a terminal (rank 0)
+
+  // The settings that must agree on every rank, as (name, value) pairs.
+  std::vector<std::pair<std::string, std::string>> settings() const;
+  // Throws syncbn::Error naming the first invalid setting.
+  void validate() const;
+};
+
+struct TrainResult {
+  std::vector<EpochMetrics> epochs;
+  int64_t steps = 0;
+};
+
+// Runs the whole training on this rank of `world` (a world of one without mpirun).
+TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Communicator> world);
+
+}  // namespace syncbn::train

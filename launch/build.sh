@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs missing dependencies, configures and builds syncbn into ${SYNCBN_BUILD_DIR:-build}.
+# Extra arguments go to cmake's configure step (e.g. -DSYNCBN_CUDA=OFF).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${SYNCBN_BUILD_DIR:-$root/build}
+
+"$root/launch/install-deps.sh" "${SYNCBN_DEPS_FLAGS:-}"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+cmake --build "$build" -j "$(nproc)"

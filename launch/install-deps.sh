@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what syncbn needs to build, test and train, on Debian/Ubuntu. As root it runs
+# apt-get; otherwise it prints the exact command to run. Used by the README's commands, CI and
+# the Docker images, so every place installs the same set.
+#   launch/install-deps.sh            build + run dependencies
+#   launch/install-deps.sh --with-torch   also PyTorch (CPU) for the comparison benchmarks
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  openmpi-bin libopenmpi-dev
+  libboost-program-options-dev
+  libopenblas-dev
+  libgtest-dev libbenchmark-dev
+  zlib1g-dev
+  dataset-fashion-mnist
+  iproute2 util-linux procps
+)
+if [[ "${1:-}" == "--with-torch" ]]; then
+  packages+=(python3 python3-torch)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "syncbn needs these packages: ${missing[*]}" >&2
+  echo "install them with: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "installing: ${missing[*]}" >&2
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,156 @@
+#include "syncbn/dist/data_parallel.h"
+
+#include <chrono>
+#include <iterator>
+
+#include "ops/elementwise.h"
+#include "syncbn/dist/communicator.h"
+#include "syncbn/dist/consistency.h"
+#include "syncbn/error.h"
+
+namespace syncbn::dist {
+
+namespace {
+double now_seconds() {
+  using Clock = std::chrono::steady_clock;
+  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+DataParallel::DataParallel(std::shared_ptr<nn::Module> model, std::shared_ptr<Communicator> comm,
+                           DataParallelOptions options)
+    : model_(std::move(model)), comm_(std::move(comm)), options_(options) {
+  SYNCBN_CHECK(model_ && comm_, "DataParallel needs a model and a communicator");
+  SYNCBN_CHECK(options_.first_bucket_bytes > 0 && options_.bucket_bytes > 0,
+               "DataParallel: bucket sizes must be positive");
+  std::vector<std::string> signature;
+  for (const auto& [name, tensor] : model_->state_dict()) {
+    signature.push_back(name + " " + shape_str(tensor.shape()));
+  }
+  check_same_signature(*comm_, signature, "model");
+  broadcast_state();
+  build_buckets();
+}
+
+DataParallel::~DataParallel() {
+  // Requests in flight reference bucket memory: wait before it goes away.
+  for (auto& bucket : buckets_) {
+    if (bucket.request) bucket.request->wait();
+  }
+  for (auto& param : model_->parameters()) param->on_grad_ready = nullptr;
+}
+
+void DataParallel::broadcast_state() {
+  if (comm_->size() == 1) return;
+  for (auto& [name, tensor] : model_->state_dict()) {
+    Tensor t = tensor;
+    comm_->broadcast(t, 0);
+  }
+}
+
+void DataParallel::build_buckets() {
+  // Reverse registration order: the last layers' gradients are ready first in backward.
+  std::vector<nn::ParameterPtr> params = model_->parameters();
+  // As torch DDP: a bucket takes parameters until it reaches its cap (1 MiB for the first, so
+  // that communication starts early; then 25 MiB, so that there are few collectives).
+  std::vector<std::vector<nn::Parameter*>> groups(1);
+  std::size_t bytes = 0;
+  for (auto it = params.rbegin(); it != params.rend(); ++it) {
+    groups.back().push_back(it->get());
+    bytes += static_cast<std::size_t>((*it)->value.numel()) * sizeof(float);
+    const std::size_t limit = groups.size() == 1 ? options_.first_bucket_bytes : options_.bucket_bytes;
+    if (bytes >= limit && std::next(it) != params.rend()) {
+      groups.emplace_back();
+      bytes = 0;
+    }
+  }
+  if (groups.back().empty()) groups.pop_back();
+
+  buckets_.resize(groups.size());
+  for (std::size_t b = 0; b < groups.size(); ++b) {
+    Bucket& bucket = buckets_[b];
+    bucket.params = groups[b];
+    int64_t total = 0;
+    for (nn::Parameter* p : bucket.params) total += p->value.numel();
+    const Device device = bucket.params.front()->value.device();
+    bucket.flat = Tensor::zeros({total}, device);
+    // Each gradient becomes a view into the bucket, keeping what it held.
+    int64_t offset = 0;
+    for (nn::Parameter* p : bucket.params) {
+      Tensor view = bucket.flat.view(p->value.shape(), offset);
+      if (p->grad.defined()) view.copy_from(p->grad);
+      p->grad = view;
+      offset += p->value.numel();
+      p->on_grad_ready = [this, b](nn::Parameter&) { on_grad_ready(b); };
+    }
+    bucket.pending = bucket.params.size();
+  }
+}
+
+std::vector<std::size_t> DataParallel::bucket_sizes() const {
+  std::vector<std::size_t> sizes;
+  for (const auto& bucket : buckets_) sizes.push_back(bucket.flat.numel() * sizeof(float));
+  return sizes;
+}
+
+Tensor DataParallel::forward(const Tensor& x) {
+  if (options_.broadcast_buffers && model_->is_training() && comm_->size() > 1) {
+    for (auto& [name, buffer] : model_->named_buffers()) {
+      Tensor t = buffer;
+      comm_->broadcast(t, 0);
+    }
+  }
+  return model_->forward(x);
+}
+
+Tensor DataParallel::backward(const Tensor& dy) {
+  const double start = now_seconds();
+  Tensor dx = model_->backward(dy);
+  overlap_.backward_seconds = now_seconds() - start;
+  finish();
+  return dx;
+}
+
+void DataParallel::on_grad_ready(std::size_t bucket_index) {
+  Bucket& bucket = buckets_[bucket_index];
+  if (bucket.pending > 0 && --bucket.pending == 0 && sync_enabled_) launch(bucket);
+  // Open MPI progresses non-blocking collectives only inside MPI calls: poke the ones in flight
+  // so they advance while backward computes.
+  for (auto& other : buckets_) {
+    if (other.request) other.request->test();
+  }
+}
+
+void DataParallel::launch(Bucket& bucket) {
+  if (comm_->size() > 1) bucket.request = comm_->iallreduce_sum(bucket.flat);
+}
+
+void DataParallel::finish() {
+  const double start = now_seconds();
+  overlap_.buckets = 0;
+  overlap_.bytes = 0;
+  if (!sync_enabled_) {
+    // Accumulating: keep local sums, and re-arm the buckets for the next backward.
+    for (auto& bucket : buckets_) bucket.pending = bucket.params.size();
+    return;
+  }
+  const float inverse_size = 1.0f / static_cast<float>(comm_->size());
+  for (auto& bucket : buckets_) {
+    // A bucket whose gradients were not all produced (an unused parameter) starts now, so
+    // every rank makes the same collectives in the same order.
+    if (bucket.pending > 0) launch(bucket);
+  }
+  for (auto& bucket : buckets_) {
+    if (bucket.request) {
+      bucket.request->wait();
+      bucket.request.reset();
+    }
+    if (comm_->size() > 1) ops::scale_(bucket.flat, inverse_size);
+    bucket.pending = bucket.params.size();
+    ++overlap_.buckets;
+    overlap_.bytes += static_cast<int64_t>(bucket.flat.numel() * sizeof(float));
+  }
+  overlap_.finish_wait_seconds = now_seconds() - start;
+}
+
+}  // namespace syncbn::dist

@@ -1,0 +1,84 @@
+#include "syncbn/dist/runtime.h"
+
+// Only MPI's C API: the deprecated C++ bindings would need libmpi_cxx at link time.
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+
+#include "syncbn/dist/mpi_communicator.h"
+#include "syncbn/error.h"
+
+namespace syncbn::dist {
+
+Runtime::Runtime() : uncaught_exceptions_at_start_(std::uncaught_exceptions()) {
+  int initialized = 0;
+  int finalized = 0;
+  SYNCBN_MPI_CHECK(MPI_Initialized(&initialized));
+  SYNCBN_MPI_CHECK(MPI_Finalized(&finalized));
+  SYNCBN_CHECK(!finalized,
+               "MPI was already finalised and cannot start again: create one "
+               "syncbn::dist::Runtime for the whole program");
+  if (!initialized) {
+    // Without mpirun, Open MPI starts as a singleton: a world of one.
+    int provided = MPI_THREAD_SINGLE;
+    SYNCBN_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided));
+    owns_mpi_ = true;
+    SYNCBN_CHECK(provided >= MPI_THREAD_FUNNELED,
+                 "this MPI library does not support MPI_THREAD_FUNNELED (provided level ", provided,
+                 "); OpenMP threads next to MPI need it");
+  }
+  world_ = MpiCommunicator::world();
+}
+
+Runtime::~Runtime() {
+  world_.reset();
+  if (!owns_mpi_ || std::uncaught_exceptions() > uncaught_exceptions_at_start_) return;
+  // Not checked: a destructor cannot throw, and there is nothing left to do on failure.
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+void abort_job(const std::string& message, int exit_code) {
+  // The MPI calls here are not checked: this is the error path already, and it must end the
+  // process whatever happens.
+  int initialized = 0;
+  int finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  const bool running = initialized && !finalized;
+  int rank = 0;
+  int size = 1;
+  if (running) {
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    std::fprintf(stderr, "rank %d: %s\n", rank, message.c_str());
+  } else {
+    std::fprintf(stderr, "%s\n", message.c_str());
+  }
+  std::fflush(stderr);
+  // The other ranks may be waiting in a collective this rank will never join: end them all.
+  if (running && size > 1) MPI_Abort(MPI_COMM_WORLD, exit_code);
+  if (running) MPI_Finalize();
+  std::exit(exit_code);
+}
+
+int run_and_abort_on_error(const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const std::exception& error) {
+    abort_job(error.what());
+  } catch (...) {
+    abort_job("unknown exception (not derived from std::exception)");
+  }
+}
+
+}  // namespace syncbn::dist

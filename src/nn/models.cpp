@@ -1,0 +1,160 @@
+#include "syncbn/nn/models.h"
+
+#include <algorithm>
+
+#include "syncbn/error.h"
+#include "syncbn/nn/activation.h"
+#include "syncbn/nn/batch_norm.h"
+#include "syncbn/nn/conv2d.h"
+#include "syncbn/nn/flatten.h"
+#include "syncbn/nn/group_norm.h"
+#include "syncbn/nn/instance_norm.h"
+#include "syncbn/nn/layer_norm.h"
+#include "syncbn/nn/linear.h"
+#include "syncbn/nn/pooling.h"
+#include "syncbn/nn/residual.h"
+#include "syncbn/nn/sync_batch_norm.h"
+#include "syncbn/random.h"
+
+namespace syncbn::nn {
+
+namespace {
+
+struct NormName {
+  NormKind kind;
+  const char* name;
+};
+constexpr NormName kNormNames[] = {{NormKind::kNone, "none"},     {NormKind::kBatch, "bn"},
+                                   {NormKind::kSyncBatch, "syncbn"}, {NormKind::kGroup, "gn"},
+                                   {NormKind::kLayer, "ln"},       {NormKind::kInstance, "in"}};
+
+// The norm layer after a Linear of `features` outputs (input (N, features)).
+ModulePtr make_norm_1d(const ModelOptions& options, int64_t features) {
+  switch (options.norm) {
+    case NormKind::kNone: return nullptr;
+    case NormKind::kBatch: return std::make_shared<BatchNorm1d>(BatchNormOptions(features));
+    case NormKind::kSyncBatch:
+      return std::make_shared<SyncBatchNorm>(BatchNormOptions(features), options.sync_group);
+    case NormKind::kGroup:
+      return std::make_shared<GroupNorm>(std::min(options.group_norm_groups, features), features);
+    case NormKind::kLayer: return std::make_shared<LayerNorm>(std::vector<int64_t>{features});
+    case NormKind::kInstance:
+      SYNCBN_FAIL("--norm in (InstanceNorm2d) needs a convolutional model (cnn or resnet); "
+                  "model '", options.name, "' has no spatial dimensions to normalise over");
+  }
+  return nullptr;
+}
+
+// The norm layer after a convolution with `channels` output channels (input (N, C, H, W)).
+ModulePtr make_norm_2d(const ModelOptions& options, int64_t channels) {
+  switch (options.norm) {
+    case NormKind::kNone: return nullptr;
+    case NormKind::kBatch: return std::make_shared<BatchNorm2d>(BatchNormOptions(channels));
+    case NormKind::kSyncBatch:
+      return std::make_shared<SyncBatchNorm>(BatchNormOptions(channels), options.sync_group);
+    case NormKind::kGroup:
+      return std::make_shared<GroupNorm>(std::min(options.group_norm_groups, channels), channels);
+    case NormKind::kLayer: return std::make_shared<GroupNorm>(1, channels);
+    case NormKind::kInstance:
+      return std::make_shared<InstanceNorm2d>(channels, 1e-5, 0.1, /*affine=*/true);
+  }
+  return nullptr;
+}
+
+std::shared_ptr<Sequential> make_mlp(const ModelOptions& o) {
+  auto model = std::make_shared<Sequential>();
+  const bool bias = true;  // kept before the norm, as in the classic BN MLP
+  int64_t features = o.in_channels * o.height * o.width;
+  model->add(std::make_shared<Flatten>());
+  uint64_t stream = 0;
+  for (int64_t width : {256, 256}) {
+    model->add(std::make_shared<Linear>(features, width, bias, derive_seed(o.seed, ++stream)));
+    if (auto norm = make_norm_1d(o, width)) model->add(norm);
+    model->add(std::make_shared<ReLU>());
+    features = width;
+  }
+  model->add(std::make_shared<Linear>(features, o.num_classes, true, derive_seed(o.seed, ++stream)));
+  return model;
+}
+
+std::shared_ptr<Sequential> make_cnn(const ModelOptions& o) {
+  auto model = std::make_shared<Sequential>();
+  const bool conv_bias = o.norm == NormKind::kNone;  // a norm's shift makes a conv bias redundant
+  int64_t channels = o.in_channels, height = o.height, width = o.width;
+  uint64_t stream = 0;
+  for (int64_t out : {32, 64}) {
+    model->add(std::make_shared<Conv2d>(Conv2dOptions(channels, out, 3).padding(1).bias(conv_bias),
+                                        derive_seed(o.seed, ++stream)));
+    if (auto norm = make_norm_2d(o, out)) model->add(norm);
+    model->add(std::make_shared<ReLU>());
+    model->add(std::make_shared<MaxPool2d>(2));
+    channels = out;
+    height /= 2;
+    width /= 2;
+  }
+  model->add(std::make_shared<Flatten>());
+  model->add(std::make_shared<Linear>(channels * height * width, o.num_classes, true,
+                                      derive_seed(o.seed, ++stream)));
+  return model;
+}
+
+std::shared_ptr<Sequential> make_resnet(const ModelOptions& o) {
+  auto model = std::make_shared<Sequential>();
+  const NormFactory norm = [&o](int64_t channels) { return make_norm_2d(o, channels); };
+  const bool has_norm = o.norm != NormKind::kNone;
+  model->add("conv1", std::make_shared<Conv2d>(
+                          Conv2dOptions(o.in_channels, 32, 3).padding(1).bias(!has_norm),
+                          derive_seed(o.seed, 1)));
+  if (has_norm) model->add("bn1", norm(32));
+  model->add("relu", std::make_shared<ReLU>());
+  int64_t channels = 32;
+  uint64_t stream = 10;
+  const struct {
+    const char* name;
+    int64_t out, stride;
+  } stages[] = {{"layer1", 32, 1}, {"layer2", 64, 2}, {"layer3", 128, 2}};
+  for (const auto& stage : stages) {
+    auto layer = std::make_shared<Sequential>();
+    layer->add(std::make_shared<Residual>(channels, stage.out, stage.stride, norm,
+                                          derive_seed(o.seed, ++stream)));
+    layer->add(std::make_shared<Residual>(stage.out, stage.out, 1, norm,
+                                          derive_seed(o.seed, ++stream)));
+    model->add(stage.name, layer);
+    channels = stage.out;
+  }
+  model->add("avgpool", std::make_shared<GlobalAvgPool2d>());
+  model->add("fc", std::make_shared<Linear>(channels, o.num_classes, true, derive_seed(o.seed, 2)));
+  return model;
+}
+
+}  // namespace
+
+NormKind parse_norm_kind(const std::string& name) {
+  for (const auto& entry : kNormNames) {
+    if (name == entry.name) return entry.kind;
+  }
+  SYNCBN_FAIL("unknown norm '", name, "': expected one of none, bn, syncbn, gn, ln, in");
+}
+
+std::string norm_kind_name(NormKind kind) {
+  for (const auto& entry : kNormNames) {
+    if (kind == entry.kind) return entry.name;
+  }
+  return "?";
+}
+
+const std::vector<std::string>& model_names() {
+  static const std::vector<std::string> names = {"mlp", "cnn", "resnet"};
+  return names;
+}
+
+std::shared_ptr<Sequential> make_model(const ModelOptions& options) {
+  SYNCBN_CHECK(options.norm != NormKind::kSyncBatch || options.sync_group,
+               "--norm syncbn needs a communicator for its sync group");
+  if (options.name == "mlp") return make_mlp(options);
+  if (options.name == "cnn") return make_cnn(options);
+  if (options.name == "resnet") return make_resnet(options);
+  SYNCBN_FAIL("unknown model '", options.name, "': expected one of mlp, cnn, resnet");
+}
+
+}  // namespace syncbn::nn

@@ -1,0 +1,51 @@
+#include "syncbn/nn/sync_batch_norm.h"
+
+#include "syncbn/dist/communicator.h"
+#include "syncbn/error.h"
+
+namespace syncbn::nn {
+
+SyncBatchNorm::SyncBatchNorm(const BatchNormOptions& options,
+                             std::shared_ptr<dist::Communicator> group)
+    : BatchNorm(options), group_(std::move(group)) {
+  SYNCBN_CHECK(group_ != nullptr, "SyncBatchNorm needs a communicator for its sync group");
+}
+
+SyncBatchNorm::SyncBatchNorm(const BatchNorm& source, std::shared_ptr<dist::Communicator> group)
+    : BatchNorm(source, ShareState{}), group_(std::move(group)) {
+  SYNCBN_CHECK(group_ != nullptr, "SyncBatchNorm needs a communicator for its sync group");
+}
+
+void SyncBatchNorm::check_input_dim(const Tensor& x) const {
+  SYNCBN_CHECK(x.ndim() >= 2, "SyncBatchNorm: expected at least 2-D input (N, C, *), got ",
+               shape_str(x.shape()));
+  BatchNorm::check_input_dim(x);
+}
+
+void SyncBatchNorm::reduce_forward_stats(double* packed, int64_t channels) {
+  // Evaluation without running statistics normalises with local batch statistics, as PyTorch's
+  // SyncBatchNorm does: no collective outside training.
+  if (!is_training() || group_->size() == 1) return;
+  group_->allreduce_sum(packed, 2 * channels + 1, dist::DataType::kFloat64,
+                        packed_->device);
+}
+
+void SyncBatchNorm::reduce_backward_stats(double* packed, int64_t channels) {
+  if (!is_training() || group_->size() == 1) return;
+  group_->allreduce_sum(packed, 2 * channels, dist::DataType::kFloat64,
+                        packed_->device);
+}
+
+ModulePtr convert_sync_batchnorm(ModulePtr module, std::shared_ptr<dist::Communicator> group) {
+  if (auto* bn = dynamic_cast<BatchNorm*>(module.get())) {
+    if (dynamic_cast<SyncBatchNorm*>(bn)) return module;
+    return std::make_shared<SyncBatchNorm>(*bn, group);
+  }
+  for (const auto& [name, child] : std::vector(module->children())) {
+    ModulePtr converted = convert_sync_batchnorm(child, group);
+    if (converted != child) module->replace_child(name, converted);
+  }
+  return module;
+}
+
+}  // namespace syncbn::nn

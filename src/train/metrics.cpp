@@ -1,0 +1,81 @@
+#include "syncbn/train/metrics.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "syncbn/error.h"
+
+namespace syncbn::train {
+
+std::string to_json(const EpochMetrics& m) {
+  char buffer[512];
+  std::snprintf(buffer, sizeof buffer,
+                "{\"epoch\": %lld, \"step\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f, "
+                "\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"images_per_second\": %.1f, "
+                "\"seconds\": %.3f, \"lr\": %.6g, \"world_size\": %lld, \"batch_size\": %lld}",
+                static_cast<long long>(m.epoch), static_cast<long long>(m.step), m.train_loss,
+                m.train_accuracy, m.test_loss, m.test_accuracy, m.images_per_second, m.seconds,
+                m.lr, static_cast<long long>(m.world_size), static_cast<long long>(m.batch_size));
+  return buffer;
+}
+
+std::string summary_line(const EpochMetrics& m, int64_t total_epochs) {
+  char buffer[320];
+  std::snprintf(buffer, sizeof buffer,
+                "epoch %lld/%lld  step %lld  train loss %.4f acc %.2f%%  test loss %.4f acc "
+                "%.2f%%  %.0f img/s  %.2f s",
+                static_cast<long long>(m.epoch), static_cast<long long>(total_epochs),
+                static_cast<long long>(m.step), m.train_loss, 100 * m.train_accuracy, m.test_loss,
+                100 * m.test_accuracy, m.images_per_second, m.seconds);
+  return buffer;
+}
+
+void append_metrics(const std::string& path, const EpochMetrics& m) {
+  std::ofstream out(path, std::ios::app);
+  SYNCBN_CHECK(out.good(), "cannot open metrics file '", path, "' for appending");
+  out << to_json(m) << '\n';
+  out.flush();
+  SYNCBN_CHECK(out.good(), "cannot write metrics file '", path, "'");
+}
+
+namespace {
+double now_seconds() {
+  using Clock = std::chrono::steady_clock;
+  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+ProgressBar::ProgressBar(bool enabled, int64_t epoch, int64_t total_epochs, int64_t total_steps)
+    : enabled_(enabled && isatty(STDERR_FILENO)),
+      epoch_(epoch),
+      total_epochs_(total_epochs),
+      total_steps_(total_steps) {}
+
+void ProgressBar::update(int64_t step, double loss, double accuracy, double images_per_second) {
+  if (!enabled_) return;
+  const double now = now_seconds();
+  if (step < total_steps_ && now - last_draw_ < 0.1) return;  // at most 10 redraws a second
+  last_draw_ = now;
+  constexpr int kWidth = 30;
+  const int filled = total_steps_ > 0 ? static_cast<int>(kWidth * step / total_steps_) : kWidth;
+  std::string bar(kWidth, ' ');
+  for (int i = 0; i < filled; ++i) bar[i] = '=';
+  if (filled < kWidth) bar[filled] = '>';
+  std::fprintf(stderr, "\repoch %lld/%lld [%s] %lld/%lld  loss %.4f  acc %.2f%%  %.0f img/s ",
+               static_cast<long long>(epoch_), static_cast<long long>(total_epochs_),
+               bar.c_str(), static_cast<long long>(step), static_cast<long long>(total_steps_),
+               loss, 100 * accuracy, images_per_second);
+  std::fflush(stderr);
+}
+
+void ProgressBar::finish() {
+  if (!enabled_) return;
+  std::fprintf(stderr, "\r\033[K");  // clear the bar; the summary line follows on stdout
+  std::fflush(stderr);
+}
+
+}  // namespace syncbn::train
