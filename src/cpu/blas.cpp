@@ -26,9 +26,8 @@ void keep_openblas_single_threaded() {
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
-void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-           int64_t ldc) {
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
               static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
@@ -82,8 +81,7 @@ void gemm_split_k(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
     } else {
       float* partial = partials + (t - 1) * tile;
       if (p1 > p0) {
-        sgemm(trans_a, trans_b, m, n, p1 - p0, alpha, a_block, lda, b_block, ldb, 0.0f, partial,
-              n);
+        sgemm(trans_a, trans_b, m, n, p1 - p0, alpha, a_block, lda, b_block, ldb, 0.0f, partial, n);
       } else {
         std::fill(partial, partial + tile, 0.0f);
       }

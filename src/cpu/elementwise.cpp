@@ -20,13 +20,21 @@ inline uint64_t mix64(uint64_t z) {
 }  // namespace
 
 void relu_forward(const float* x, int64_t n, float* y) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  // NaN passes through (v != v), as in PyTorch. Both operands are loaded unconditionally so the
+  // select compiles to a vector blend, not a branch.
+#pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelThreshold)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    y[i] = (v > 0.0f || v != v) ? v : 0.0f;
+  }
 }
 
 void relu_backward(const float* y, const float* dy, int64_t n, float* dx) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
-  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+#pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelThreshold)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = dy[i];
+    dx[i] = y[i] > 0.0f ? g : 0.0f;
+  }
 }
 
 void dropout_forward(const float* x, uint64_t seed, float p, int64_t n, float* mask, float* y) {
@@ -44,27 +52,28 @@ void dropout_forward(const float* x, uint64_t seed, float p, int64_t n, float* m
 }
 
 void multiply(const float* a, const float* b, int64_t n, float* out) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelThreshold)
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] * b[i];
 }
 
 void add(const float* a, const float* b, int64_t n, float* out) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelThreshold)
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
 void axpy(float alpha, const float* x, int64_t n, float* y) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelThreshold)
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
 void scale(float alpha, int64_t n, float* x) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelThreshold)
   for (int64_t i = 0; i < n; ++i) x[i] *= alpha;
 }
 
 void broadcast_bias(const float* bias, int64_t outer, int64_t channels, int64_t inner, float* y) {
-#pragma omp parallel for collapse(2) schedule(static) if (outer * channels * inner >= kParallelThreshold)
+#pragma omp parallel for collapse(2) \
+    schedule(static) if (outer * channels * inner >= kParallelThreshold)
   for (int64_t i = 0; i < outer; ++i) {
     for (int64_t c = 0; c < channels; ++c) {
       float* out = y + (i * channels + c) * inner;
@@ -83,7 +92,8 @@ void add_bias(const float* bias, int64_t outer, int64_t channels, int64_t inner,
     }
     return;
   }
-#pragma omp parallel for collapse(2) schedule(static) if (outer * channels * inner >= kParallelThreshold)
+#pragma omp parallel for collapse(2) \
+    schedule(static) if (outer * channels * inner >= kParallelThreshold)
   for (int64_t i = 0; i < outer; ++i) {
     for (int64_t c = 0; c < channels; ++c) {
       float* out = y + (i * channels + c) * inner;

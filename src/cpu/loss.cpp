@@ -9,8 +9,8 @@ namespace {
 constexpr int64_t kParallelThreshold = 1 << 15;
 }  // namespace
 
-void softmax_cross_entropy_forward(const float* logits, const int32_t* labels, int64_t n,
-                                   int64_t k, float* probabilities, float* losses, float* hits) {
+void softmax_cross_entropy_forward(const float* logits, const int32_t* labels, int64_t n, int64_t k,
+                                   float* probabilities, float* losses, float* hits) {
 #pragma omp parallel for schedule(static) if (n * k >= kParallelThreshold)
   for (int64_t i = 0; i < n; ++i) {
     const float* row = logits + i * k;

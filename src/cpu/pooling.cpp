@@ -1,6 +1,7 @@
 #include "cpu/pooling.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 
@@ -11,16 +12,10 @@ namespace {
 // Below this many input elements one thread is faster than the OpenMP fork/join.
 constexpr int64_t kParallelThreshold = 1 << 15;
 
-// One plane of max pooling. kFixed > 0 fixes kernel = stride = kFixed with no padding, so the
-// window loops unroll (the common MaxPool2d(2)); kFixed = 0 takes the sizes at run time.
-template <int kFixed>
+// One plane of max pooling with any window.
 void max_pool_plane(const float* x, int64_t height, int64_t width, int64_t kernel, int64_t stride,
                     int64_t padding, int64_t out_height, int64_t out_width, float* y,
                     int32_t* indices) {
-  if constexpr (kFixed > 0) {
-    kernel = stride = kFixed;
-    padding = 0;
-  }
   for (int64_t oh = 0; oh < out_height; ++oh) {
     const int64_t h0 = oh * stride - padding;
     const int64_t h_begin = std::max<int64_t>(h0, 0);
@@ -46,6 +41,40 @@ void max_pool_plane(const float* x, int64_t height, int64_t width, int64_t kerne
   }
 }
 
+// One plane of MaxPool2d(2): windows (2 oh + {0, 1}, 2 ow + {0, 1}), no padding. The same rule
+// as above (a later element wins when greater or NaN), written as bit-mask selects: rows are
+// short (14 outputs), so the scalar tail matters, and branches on ReLU outputs (many ties at 0)
+// mispredict.
+void max_pool_plane_2x2(const float* x, int64_t width, int64_t out_height, int64_t out_width,
+                        float* y, int32_t* indices) {
+  const auto take = [](float v, int32_t index, float& best, int32_t& best_index) {
+    // All ones where v wins, else 0; both comparisons evaluated.
+    const int32_t wins = -static_cast<int32_t>((v > best) | (v != v));
+    best = std::bit_cast<float>((std::bit_cast<int32_t>(v) & wins) |
+                                (std::bit_cast<int32_t>(best) & ~wins));
+    best_index = (index & wins) | (best_index & ~wins);
+  };
+  for (int64_t oh = 0; oh < out_height; ++oh) {
+    const float* row0 = x + 2 * oh * width;
+    const float* row1 = row0 + width;
+    float* out = y + oh * out_width;
+    int32_t* index = indices + oh * out_width;
+    const int32_t row_start = static_cast<int32_t>(2 * oh * width);
+    const int32_t w = static_cast<int32_t>(width);
+#pragma omp simd
+    for (int64_t ow = 0; ow < out_width; ++ow) {
+      const int32_t i = row_start + static_cast<int32_t>(2 * ow);
+      float best = row0[2 * ow];
+      int32_t best_index = i;
+      take(row0[2 * ow + 1], i + 1, best, best_index);
+      take(row1[2 * ow], i + w, best, best_index);
+      take(row1[2 * ow + 1], i + w + 1, best, best_index);
+      out[ow] = best;
+      index[ow] = best_index;
+    }
+  }
+}
+
 }  // namespace
 
 void max_pool2d_forward(const float* x, int64_t planes, int64_t height, int64_t width,
@@ -60,10 +89,9 @@ void max_pool2d_forward(const float* x, int64_t planes, int64_t height, int64_t 
     float* out = y + p * out_plane;
     int32_t* index = indices + p * out_plane;
     if (two_by_two) {
-      max_pool_plane<2>(in, height, width, 2, 2, 0, out_height, out_width, out, index);
+      max_pool_plane_2x2(in, width, out_height, out_width, out, index);
     } else {
-      max_pool_plane<0>(in, height, width, kernel, stride, padding, out_height, out_width, out,
-                        index);
+      max_pool_plane(in, height, width, kernel, stride, padding, out_height, out_width, out, index);
     }
   }
 }

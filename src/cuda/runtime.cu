@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cuda/check.h"
+#include "cuda/context.h"
 #include "cuda/runtime.h"
 
 namespace syncbn::cuda {
@@ -100,15 +101,17 @@ void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, st
   const cudaMemcpyKind kind = dst_on_device
                                   ? (src_on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
                                   : (src_on_device ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
-  SYNCBN_CUDA_CHECK(cudaMemcpy(dst, src, bytes, kind));
+  // On the compute stream, so the copy sees every kernel queued before it; synchronous for the
+  // caller, since host memory may be read or freed right after.
+  SYNCBN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream()));
+  synchronize();
 }
 
 void set_zero(int device, void* ptr, std::size_t bytes) {
-  int previous = 0;
-  SYNCBN_CUDA_CHECK(cudaGetDevice(&previous));
-  SYNCBN_CUDA_CHECK(cudaSetDevice(device));
-  SYNCBN_CUDA_CHECK(cudaMemset(ptr, 0, bytes));
-  SYNCBN_CUDA_CHECK(cudaSetDevice(previous));
+  int previous = current_device();
+  set_device(device);
+  SYNCBN_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, stream()));
+  set_device(previous);
 }
 
 }  // namespace syncbn::cuda

@@ -17,12 +17,12 @@ Tensor uniform_tensor(const Shape& shape, float bound, Generator& generator) {
 }
 }  // namespace
 
-Conv2d::Conv2d(const Conv2dOptions& options, uint64_t seed)
-    : options_(options), workspace_(std::make_unique<ops::Conv2dWorkspace>()) {
+Conv2d::Conv2d(const Conv2dOptions& options, uint64_t seed) : options_(options) {
   const int64_t in = options.in_channels(), out = options.out_channels();
   const int64_t k = options.kernel_size();
-  SYNCBN_CHECK(in > 0 && out > 0 && k > 0, "Conv2d: channels and kernel size must be positive, got ",
-               in, ", ", out, ", kernel ", k);
+  SYNCBN_CHECK(in > 0 && out > 0 && k > 0,
+               "Conv2d: channels and kernel size must be positive, got ", in, ", ", out,
+               ", kernel ", k);
   SYNCBN_CHECK(options.stride() > 0 && options.padding() >= 0, "Conv2d: stride must be positive ",
                "and padding non-negative, got stride ", options.stride(), ", padding ",
                options.padding());
@@ -38,11 +38,11 @@ Conv2d::Conv2d(const Conv2dOptions& options, uint64_t seed)
   }
 }
 
-Conv2d::~Conv2d() = default;
-
 std::string Conv2d::describe() const {
   std::ostringstream out;
-  const auto pair = [&out](int64_t v) -> std::ostream& { return out << "(" << v << ", " << v << ")"; };
+  const auto pair = [&out](int64_t v) -> std::ostream& {
+    return out << "(" << v << ", " << v << ")";
+  };
   out << options_.in_channels() << ", " << options_.out_channels() << ", kernel_size=";
   pair(options_.kernel_size()) << ", stride=";
   pair(options_.stride());
@@ -56,16 +56,15 @@ std::string Conv2d::describe() const {
 
 Tensor Conv2d::forward_impl(const Tensor& x) {
   Tensor y = ops::conv2d_forward(x, weight_->value, bias_ ? bias_->value : Tensor(),
-                                 options_.stride(), options_.padding(), *workspace_);
-  input_shape_ = x.shape();
+                                 options_.stride(), options_.padding(), workspace_);
+  input_ = x;
   return y;
 }
 
 Tensor Conv2d::backward_impl(const Tensor& dy) {
-  SYNCBN_CHECK(!input_shape_.empty(), "Conv2d: backward called before forward");
-  return ops::conv2d_backward(dy, weight_->value, input_shape_, options_.stride(),
-                              options_.padding(), *workspace_, weight_->grad,
-                              bias_ ? &bias_->grad : nullptr);
+  SYNCBN_CHECK(input_.defined(), "Conv2d: backward called before forward");
+  return ops::conv2d_backward(input_, dy, weight_->value, options_.stride(), options_.padding(),
+                              workspace_, weight_->grad, bias_ ? &bias_->grad : nullptr);
 }
 
 }  // namespace syncbn::nn

@@ -36,9 +36,12 @@ Tensor Dropout::backward_impl(const Tensor& dy) {
   SYNCBN_CHECK(dy.shape() == input_shape_, "Dropout backward: gradient ", shape_str(dy.shape()),
                " does not match the output ", shape_str(input_shape_));
   switch (applied_) {
-    case Applied::kIdentity: return dy;
-    case Applied::kZero: return Tensor::zeros(dy.shape(), dy.device());
-    default: return ops::multiply(dy, mask_);
+    case Applied::kIdentity:
+      return dy;
+    case Applied::kZero:
+      return Tensor::zeros(dy.shape(), dy.device());
+    default:
+      return ops::multiply(dy, mask_);
   }
 }
 

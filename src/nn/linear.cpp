@@ -26,8 +26,9 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias, uint64_t se
   // the bias; both bounds come to 1/sqrt(fan_in).
   Generator generator(seed);
   const float bound = 1.0f / std::sqrt(static_cast<float>(in_features));
-  weight_ = register_parameter("weight", uniform_tensor({out_features, in_features}, bound, generator),
-                               /*is_norm_or_bias=*/false);
+  weight_ =
+      register_parameter("weight", uniform_tensor({out_features, in_features}, bound, generator),
+                         /*is_norm_or_bias=*/false);
   if (bias) {
     bias_ = register_parameter("bias", uniform_tensor({out_features}, bound, generator),
                                /*is_norm_or_bias=*/true);

@@ -18,8 +18,8 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, float al
   const int64_t k = trans_a ? a.size(0) : a.size(1);
   const int64_t k_b = trans_b ? b.size(1) : b.size(0);
   const int64_t n = trans_b ? b.size(0) : b.size(1);
-  SYNCBN_CHECK(k == k_b && c.size(0) == m && c.size(1) == n, "gemm: shapes do not chain: op(a) ",
-               m, "x", k, ", op(b) ", k_b, "x", n, ", c ", shape_str(c.shape()));
+  SYNCBN_CHECK(k == k_b && c.size(0) == m && c.size(1) == n, "gemm: shapes do not chain: op(a) ", m,
+               "x", k, ", op(b) ", k_b, "x", n, ", c ", shape_str(c.shape()));
   const Device device = detail::common_device("gemm", {&a, &b, &c});
   SYNCBN_DISPATCH(device, gemm, trans_a, trans_b, m, n, k, alpha, a.data(), a.size(1), b.data(),
                   b.size(1), beta, c.data(), c.size(1));

@@ -60,8 +60,8 @@ Tensor softmax_cross_entropy_backward(const Tensor& probabilities, const Tensor&
   SYNCBN_CHECK(probabilities.defined() && probabilities.ndim() == 2 && device_labels.defined() &&
                    device_labels.numel() == probabilities.size(0),
                "CrossEntropyLoss backward: no matching forward (call forward first)");
-  const Device device = detail::common_device("CrossEntropyLoss backward",
-                                              {&probabilities, &device_labels});
+  const Device device =
+      detail::common_device("CrossEntropyLoss backward", {&probabilities, &device_labels});
   Tensor dlogits = Tensor::empty(probabilities.shape(), device);
   SYNCBN_DISPATCH(device, softmax_cross_entropy_backward, probabilities.data(),
                   int32_data(device_labels), probabilities.size(0), probabilities.size(1), scale,

@@ -22,8 +22,7 @@ Shape pooled_shape(const char* op, const Shape& input, const Pool2dWindow& w) {
   const int64_t out_height = conv_output_size(input[2], w.kernel, w.stride, w.padding);
   const int64_t out_width = conv_output_size(input[3], w.kernel, w.stride, w.padding);
   SYNCBN_CHECK(out_height > 0 && out_width > 0, op, ": input ", shape_str(input),
-               " is too small for a ", w.kernel, "x", w.kernel, " window with padding ",
-               w.padding);
+               " is too small for a ", w.kernel, "x", w.kernel, " window with padding ", w.padding);
   return {input[0], input[1], out_height, out_width};
 }
 
@@ -41,9 +40,9 @@ Tensor max_pool2d_forward(const Tensor& x, const Pool2dWindow& window, Tensor& i
   if (!indices.defined() || indices.shape() != out_shape || indices.device() != device) {
     indices = Tensor::empty(out_shape, device);
   }
-  SYNCBN_DISPATCH(device, max_pool2d_forward, x.data(), x.size(0) * x.size(1), x.size(2),
-                  x.size(3), window.kernel, window.stride, window.padding, out_shape[2],
-                  out_shape[3], y.data(), int32_data(indices));
+  SYNCBN_DISPATCH(device, max_pool2d_forward, x.data(), x.size(0) * x.size(1), x.size(2), x.size(3),
+                  window.kernel, window.stride, window.padding, out_shape[2], out_shape[3],
+                  y.data(), int32_data(indices));
   return y;
 }
 
@@ -65,14 +64,13 @@ Tensor avg_pool2d_forward(const Tensor& x, const Pool2dWindow& window) {
   const Shape out_shape = pooled_shape("AvgPool2d", x.shape(), window);
   const Device device = detail::common_device("AvgPool2d", {&x});
   Tensor y = Tensor::empty(out_shape, device);
-  SYNCBN_DISPATCH(device, avg_pool2d_forward, x.data(), x.size(0) * x.size(1), x.size(2),
-                  x.size(3), window.kernel, window.stride, window.padding, out_shape[2],
-                  out_shape[3], y.data());
+  SYNCBN_DISPATCH(device, avg_pool2d_forward, x.data(), x.size(0) * x.size(1), x.size(2), x.size(3),
+                  window.kernel, window.stride, window.padding, out_shape[2], out_shape[3],
+                  y.data());
   return y;
 }
 
-Tensor avg_pool2d_backward(const Tensor& dy, const Shape& input_shape,
-                           const Pool2dWindow& window) {
+Tensor avg_pool2d_backward(const Tensor& dy, const Shape& input_shape, const Pool2dWindow& window) {
   const Shape out_shape = pooled_shape("AvgPool2d backward", input_shape, window);
   SYNCBN_CHECK(dy.shape() == out_shape, "AvgPool2d backward: gradient ", shape_str(dy.shape()),
                " does not match the output ", shape_str(out_shape));

@@ -1,9 +1,11 @@
 #include "syncbn/train/trainer.h"
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
+#include <type_traits>
 
 #include "syncbn/data/dataset.h"
 #include "syncbn/data/idx.h"
@@ -91,11 +93,15 @@ EvalResult evaluate(nn::Module& model, const data::Dataset& test, dist::Communic
 }  // namespace
 
 std::vector<std::pair<std::string, std::string>> TrainConfig::settings() const {
-  auto str = [](auto v) {
-    std::ostringstream out;
-    out.precision(17);
-    out << v;
-    return out.str();
+  // Shortest text that reads back to the same value ("0.05", not "0.050000000000000003").
+  auto str = [](auto v) -> std::string {
+    if constexpr (std::is_same_v<decltype(v), bool>) {
+      return v ? "true" : "false";
+    } else {
+      char buffer[64];
+      const auto end = std::to_chars(buffer, buffer + sizeof buffer, v).ptr;
+      return std::string(buffer, end);
+    }
   };
   return {{"model", model},
           {"norm", norm},

@@ -6,10 +6,6 @@
 
 #include "syncbn/nn/module.h"
 
-namespace syncbn::ops {
-struct Conv2dWorkspace;
-}
-
 namespace syncbn::nn {
 
 class Conv2dOptions {
@@ -49,7 +45,6 @@ class Conv2d : public Module {
   // weight (out, in, k, k) and bias (out) ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in*k*k,
   // from Generator(seed): the distribution of PyTorch's default initialisation.
   explicit Conv2d(const Conv2dOptions& options, uint64_t seed = 0);
-  ~Conv2d() override;
 
   std::string type_name() const override { return "Conv2d"; }
   // "1, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)" (+ ", bias=False")
@@ -67,8 +62,8 @@ class Conv2d : public Module {
  private:
   Conv2dOptions options_;
   ParameterPtr weight_, bias_;
-  Shape input_shape_;  // of the last forward, whose columns the workspace holds
-  std::unique_ptr<ops::Conv2dWorkspace> workspace_;
+  Tensor input_;      // the last forward's input, for the gradients
+  Tensor workspace_;  // scratch for the im2col + GEMM kernels, kept between calls
 };
 
 }  // namespace syncbn::nn

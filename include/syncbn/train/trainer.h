@@ -28,13 +28,13 @@ struct TrainConfig {
   int64_t epochs = 1;
   int64_t steps = 0;  // cap on optimizer steps over the whole run; 0 = no cap
   int64_t batch_size = 64;  // per rank
-  double lr = 0.1;
+  double lr = 0.02;
   bool scale_lr = false;  // lr = lr * global_batch / 256
   double momentum = 0.9;
   bool nesterov = false;
   double weight_decay = 5e-4;
   bool decay_norm_and_bias = true;
-  std::string schedule = "constant";
+  std::string schedule = "cosine";
   double warmup_epochs = 0.0;
   std::string init = "kaiming";
   uint64_t seed = 0;

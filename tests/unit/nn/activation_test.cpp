@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
-#include "unit/gradcheck.h"
+#include <cmath>
+
 #include "syncbn/error.h"
+#include "unit/gradcheck.h"
 
 namespace syncbn {
 namespace {
@@ -27,6 +29,8 @@ TEST(ReLUTest, ForwardIsMaxOfInputAndZero) {
   Tensor y = relu.forward(x);
   EXPECT_EQ(y.shape(), x.shape());
   EXPECT_EQ(y.to_vector(), (std::vector<float>{0.0f, 0.0f, 0.0f, 0.5f, 3.0f, 0.0f}));
+  // NaN passes through, as in PyTorch.
+  EXPECT_TRUE(std::isnan(relu.forward(Tensor::full({1}, std::nanf(""))).to_vector()[0]));
 }
 
 TEST(ReLUTest, BackwardPassesGradientOnlyWherePositiveAndZeroAtZero) {

@@ -4,8 +4,9 @@
 
 #include <cmath>
 
-#include "unit/gradcheck.h"
+#include "cpu/blas.h"
 #include "syncbn/error.h"
+#include "unit/gradcheck.h"
 
 namespace syncbn {
 namespace {
@@ -22,8 +23,9 @@ struct ConvCase {
 int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
 
 nn::Conv2d make_conv(const ConvCase& c, uint64_t seed) {
-  return nn::Conv2d(nn::Conv2dOptions(c.in, c.out, c.kernel).stride(c.stride).padding(c.padding).bias(c.bias),
-                    seed);
+  return nn::Conv2d(
+      nn::Conv2dOptions(c.in, c.out, c.kernel).stride(c.stride).padding(c.padding).bias(c.bias),
+      seed);
 }
 
 // Direct convolution in double: y[n][o][oh][ow] = b[o] + sum_{c,kh,kw} w[o][c][kh][kw] *
@@ -56,8 +58,8 @@ TEST(Conv2dTest, ForwardMatchesDirectConvolutionForStridesPaddingsAndOddSizes) {
   const ConvCase cases[] = {
       {2, 3, 7, 6, 4, 3, 2, 1, true},   {1, 2, 5, 5, 3, 1, 1, 0, true},
       {2, 2, 9, 7, 3, 5, 1, 2, false},  {3, 1, 11, 8, 2, 2, 3, 0, true},
-      {2, 3, 4, 6, 2, 3, 1, 3, true},   // padding wider than the kernel reach
-      {4, 8, 13, 11, 6, 3, 1, 1, true}, // large enough for the parallel kernels
+      {2, 3, 4, 6, 2, 3, 1, 3, true},    // padding wider than the kernel reach
+      {4, 8, 13, 11, 6, 3, 1, 1, true},  // large enough for the parallel kernels
   };
   uint64_t seed = 0;
   for (const ConvCase& c : cases) {
@@ -84,39 +86,93 @@ TEST(Conv2dTest, BackwardMatchesFiniteDifferences) {
   }
 }
 
-// dx, dweight, dbias of a larger batch (the parallel im2col/col2im paths) against the adjoint of
-// the direct convolution, in double.
-TEST(Conv2dTest, BackwardMatchesDirectAdjointOnALargerBatch) {
-  const ConvCase c{5, 6, 12, 10, 7, 3, 1, 1, true};
-  nn::Conv2d conv = make_conv(c, 3);
-  Tensor x = random_tensor({c.batch, c.in, c.height, c.width}, 4);
-  Tensor y = conv.forward(x);
-  Tensor dy = random_tensor(y.shape(), 5);
-  Tensor dx = conv.backward(dy);
-  const int64_t ho = y.size(2), wo = y.size(3);
-  const float* w = conv.weight().value.data();
-  std::vector<double> ref_dx(x.numel(), 0.0), ref_dw(conv.weight().value.numel(), 0.0),
-      ref_db(c.out, 0.0);
+struct Gradients {
+  std::vector<double> dx, dweight, dbias;
+};
+
+// The adjoint of the direct convolution, in double: for every output element, dy flows back to
+// each input and weight element that produced it.
+Gradients conv_adjoint(const ConvCase& c, const Tensor& x, const Tensor& w, const Tensor& dy) {
+  const int64_t ho = out_size(c.height, c.kernel, c.stride, c.padding);
+  const int64_t wo = out_size(c.width, c.kernel, c.stride, c.padding);
+  Gradients g{std::vector<double>(x.numel(), 0.0), std::vector<double>(w.numel(), 0.0),
+              std::vector<double>(c.out, 0.0)};
   for (int64_t n = 0; n < c.batch; ++n)
     for (int64_t o = 0; o < c.out; ++o)
       for (int64_t oh = 0; oh < ho; ++oh)
         for (int64_t ow = 0; ow < wo; ++ow) {
-          const double g = dy.data()[((n * c.out + o) * ho + oh) * wo + ow];
-          ref_db[o] += g;
+          const double d = dy.data()[((n * c.out + o) * ho + oh) * wo + ow];
+          g.dbias[o] += d;
           for (int64_t ci = 0; ci < c.in; ++ci)
             for (int64_t kh = 0; kh < c.kernel; ++kh)
               for (int64_t kw = 0; kw < c.kernel; ++kw) {
-                const int64_t ih = oh - c.padding + kh, iw = ow - c.padding + kw;
+                const int64_t ih = oh * c.stride - c.padding + kh;
+                const int64_t iw = ow * c.stride - c.padding + kw;
                 if (ih < 0 || ih >= c.height || iw < 0 || iw >= c.width) continue;
                 const int64_t xi = ((n * c.in + ci) * c.height + ih) * c.width + iw;
                 const int64_t wi = ((o * c.in + ci) * c.kernel + kh) * c.kernel + kw;
-                ref_dx[xi] += g * w[wi];
-                ref_dw[wi] += g * x.data()[xi];
+                g.dx[xi] += d * w.data()[wi];
+                g.dweight[wi] += d * x.data()[xi];
               }
         }
-  expect_close(dx.to_vector(), ref_dx, 1e-4, 1e-5, "dx");
-  expect_close(conv.weight().grad.to_vector(), ref_dw, 1e-4, 1e-4, "dweight");
-  expect_close(conv.bias()->grad.to_vector(), ref_db, 1e-4, 1e-4, "dbias");
+  return g;
+}
+
+// The kernels cut the batch into groups of samples (one sample when an image has >= 256 output
+// positions, else enough samples to reach 256) spread over the threads, with per-thread weight
+// gradients summed at the end. Every grouping and thread count must give the direct result.
+TEST(Conv2dTest, ForwardAndBackwardMatchDirectReferenceForEveryGroupingAndThreadCount) {
+  const ConvCase cases[] = {
+      {3, 2, 17, 16, 3, 3, 1, 1, true},   // 272 positions: one sample per group, 3 groups
+      {19, 3, 6, 6, 4, 3, 1, 1, true},    // 36 positions: groups of 8, 8 and 3 samples
+      {2, 6, 10, 10, 7, 3, 1, 1, false},  // one group holding the batch (parallel inside it)
+      {15, 2, 9, 11, 3, 3, 2, 0, true},   // strided, 20 positions: groups of 13 and 2 samples
+  };
+  const int saved_threads = cpu::num_threads();
+  uint64_t seed = 60;
+  for (int threads : {1, 3}) {
+    cpu::set_num_threads(threads);
+    for (const ConvCase& c : cases) {
+      const std::string what = "threads " + std::to_string(threads) + " batch " +
+                               std::to_string(c.batch) + " " + std::to_string(c.height) + "x" +
+                               std::to_string(c.width);
+      nn::Conv2d conv = make_conv(c, ++seed);
+      Tensor x = random_tensor({c.batch, c.in, c.height, c.width}, ++seed);
+      Tensor y = conv.forward(x);
+      const Tensor* bias = c.bias ? &conv.bias()->value : nullptr;
+      expect_close(y.to_vector(), conv_reference(c, x, conv.weight().value, bias), 1e-4, 1e-5,
+                   what + " y");
+      Tensor dy = random_tensor(y.shape(), ++seed);
+      Tensor dx = conv.backward(dy);
+      const Gradients expected = conv_adjoint(c, x, conv.weight().value, dy);
+      expect_close(dx.to_vector(), expected.dx, 1e-4, 1e-5, what + " dx");
+      expect_close(conv.weight().grad.to_vector(), expected.dweight, 1e-4, 1e-4, what + " dweight");
+      if (c.bias) {
+        expect_close(conv.bias()->grad.to_vector(), expected.dbias, 1e-4, 1e-4, what + " dbias");
+      }
+    }
+  }
+  cpu::set_num_threads(saved_threads);
+}
+
+TEST(Conv2dTest, GradientsAccumulateAcrossBackwardCalls) {
+  nn::Conv2d conv(nn::Conv2dOptions(2, 3, 3).padding(1), 1);
+  Tensor x = random_tensor({2, 2, 4, 4}, 2);
+  Tensor dy = random_tensor({2, 3, 4, 4}, 3);
+  conv.forward(x);
+  conv.backward(dy);
+  const auto dw = conv.weight().grad.to_vector();
+  const auto db = conv.bias()->grad.to_vector();
+  conv.backward(dy);
+  std::vector<double> twice_dw(dw.begin(), dw.end()), twice_db(db.begin(), db.end());
+  for (auto& v : twice_dw) v *= 2;
+  for (auto& v : twice_db) v *= 2;
+  expect_close(conv.weight().grad.to_vector(), twice_dw, 1e-6, 1e-7, "dweight");
+  expect_close(conv.bias()->grad.to_vector(), twice_db, 1e-6, 1e-7, "dbias");
+  // One backward's bias gradient is the sum of dy per channel.
+  std::vector<double> sums(3, 0.0);
+  for (int64_t i = 0; i < dy.numel(); ++i) sums[(i / 16) % 3] += dy.data()[i];
+  expect_close(db, sums, 1e-5, 1e-6, "dbias of one backward");
 }
 
 TEST(Conv2dTest, InitialisationParameterNamesAndDescription) {
@@ -130,7 +186,8 @@ TEST(Conv2dTest, InitialisationParameterNamesAndDescription) {
   EXPECT_EQ(params[1].first, "bias");
   EXPECT_TRUE(params[1].second->is_norm_or_bias);
   double max_abs = 0.0;
-  for (float v : params[0].second->value.to_vector()) max_abs = std::max(max_abs, std::fabs(double(v)));
+  for (float v : params[0].second->value.to_vector())
+    max_abs = std::max(max_abs, std::fabs(double(v)));
   EXPECT_LE(max_abs, bound);
   EXPECT_GT(max_abs, 0.95 * bound);
   for (float v : params[1].second->value.to_vector()) EXPECT_LE(std::fabs(v), bound);
@@ -156,11 +213,11 @@ TEST(Conv2dTest, EmptyBatchGivesEmptyOutputAndZeroGradients) {
 TEST(Conv2dTest, WrongShapesThrow) {
   nn::Conv2d conv(nn::Conv2dOptions(2, 3, 3));
   EXPECT_THROW(conv.backward(Tensor::zeros({1, 3, 3, 3})), Error);  // before any forward
-  EXPECT_THROW(conv.forward(Tensor::zeros({2, 5, 5})), Error);       // not NCHW
-  EXPECT_THROW(conv.forward(Tensor::zeros({1, 3, 5, 5})), Error);    // wrong channels
-  EXPECT_THROW(conv.forward(Tensor::zeros({1, 2, 2, 5})), Error);    // smaller than the kernel
+  EXPECT_THROW(conv.forward(Tensor::zeros({2, 5, 5})), Error);      // not NCHW
+  EXPECT_THROW(conv.forward(Tensor::zeros({1, 3, 5, 5})), Error);   // wrong channels
+  EXPECT_THROW(conv.forward(Tensor::zeros({1, 2, 2, 5})), Error);   // smaller than the kernel
   conv.forward(Tensor::zeros({1, 2, 5, 5}));
-  EXPECT_THROW(conv.backward(Tensor::zeros({1, 3, 5, 5})), Error);   // dy not the output shape
+  EXPECT_THROW(conv.backward(Tensor::zeros({1, 3, 5, 5})), Error);  // dy not the output shape
   EXPECT_THROW(nn::Conv2d(nn::Conv2dOptions(2, 3, 3).stride(0)), Error);
   EXPECT_THROW(nn::Conv2d(nn::Conv2dOptions(0, 3, 3)), Error);
 }

@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include "unit/gradcheck.h"
 #include "syncbn/error.h"
+#include "unit/gradcheck.h"
 
 namespace syncbn {
 namespace {

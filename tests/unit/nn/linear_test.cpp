@@ -5,9 +5,9 @@
 #include <cmath>
 
 #include "cpu/blas.h"
-#include "unit/gradcheck.h"
 #include "ops/blas.h"
 #include "syncbn/error.h"
+#include "unit/gradcheck.h"
 
 namespace syncbn {
 namespace {
@@ -58,7 +58,8 @@ TEST(LinearTest, GradientsAccumulateAcrossBackwardCalls) {
   for (int64_t i = 0; i < 5; ++i) {
     for (int64_t o = 0; o < 3; ++o) {
       db[o] += 2.0 * dy.data()[i * 3 + o];
-      for (int64_t j = 0; j < 4; ++j) dw[o * 4 + j] += 2.0 * dy.data()[i * 3 + o] * x.data()[i * 4 + j];
+      for (int64_t j = 0; j < 4; ++j)
+        dw[o * 4 + j] += 2.0 * dy.data()[i * 3 + o] * x.data()[i * 4 + j];
     }
   }
   expect_close(linear.weight().grad.to_vector(), dw, 1e-5, 1e-6, "dweight");
@@ -99,7 +100,8 @@ TEST(LinearTest, ParametersHavePyTorchNamesAndFlags) {
   EXPECT_EQ(nn::Linear(3, 2, false).named_parameters().size(), 1u);
   EXPECT_EQ(linear.type_name(), "Linear");
   EXPECT_EQ(linear.describe(), "in_features=3, out_features=2, bias=True");
-  EXPECT_EQ(nn::Linear(784, 256, false).describe(), "in_features=784, out_features=256, bias=False");
+  EXPECT_EQ(nn::Linear(784, 256, false).describe(),
+            "in_features=784, out_features=256, bias=False");
 }
 
 TEST(LinearTest, EmptyBatchGivesEmptyOutputAndZeroGradients) {

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <string>
 
-#include "unit/gradcheck.h"
 #include "syncbn/error.h"
+#include "unit/gradcheck.h"
 
 namespace syncbn {
 namespace {

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <limits>
 
-#include "unit/gradcheck.h"
 #include "syncbn/error.h"
+#include "unit/gradcheck.h"
 
 namespace syncbn {
 namespace {
@@ -56,11 +56,11 @@ std::vector<double> pool_reference(const PoolCase& c, const Tensor& x, bool max)
 }
 
 const PoolCase kCases[] = {
-    {2, 3, 8, 6, 2, 2, 0},    // MaxPool2d(2)
-    {2, 2, 7, 5, 3, 2, 1},    // odd sizes, padding
-    {1, 2, 5, 6, 3, 1, 1},    // overlapping windows
-    {3, 1, 9, 7, 2, 3, 0},    // stride past the kernel: some inputs in no window
-    {4, 16, 24, 22, 2, 2, 0}, // large enough for the parallel kernels
+    {2, 3, 8, 6, 2, 2, 0},     // MaxPool2d(2)
+    {2, 2, 7, 5, 3, 2, 1},     // odd sizes, padding
+    {1, 2, 5, 6, 3, 1, 1},     // overlapping windows
+    {3, 1, 9, 7, 2, 3, 0},     // stride past the kernel: some inputs in no window
+    {4, 16, 24, 22, 2, 2, 0},  // large enough for the parallel kernels
 };
 
 TEST(MaxPool2dTest, ForwardMatchesDirectMaximum) {
@@ -69,8 +69,9 @@ TEST(MaxPool2dTest, ForwardMatchesDirectMaximum) {
     nn::MaxPool2d pool(c.kernel, c.stride, c.padding);
     Tensor x = random_tensor({c.batch, c.channels, c.height, c.width}, ++seed);
     Tensor y = pool.forward(x);
-    ASSERT_EQ(y.shape(), (Shape{c.batch, c.channels, out_size(c.height, c.kernel, c.stride, c.padding),
-                                out_size(c.width, c.kernel, c.stride, c.padding)}));
+    ASSERT_EQ(y.shape(),
+              (Shape{c.batch, c.channels, out_size(c.height, c.kernel, c.stride, c.padding),
+                     out_size(c.width, c.kernel, c.stride, c.padding)}));
     expect_close(y.to_vector(), pool_reference(c, x, true), 0.0, 0.0,
                  "max pool k" + std::to_string(c.kernel));
   }
@@ -114,8 +115,18 @@ TEST(MaxPool2dTest, TiesSendTheGradientToTheFirstMaximumAndNaNPropagates) {
   const auto dx = pool.backward(Tensor::from_vector({1, 1, 1, 2}, {3.0f, 4.0f})).to_vector();
   EXPECT_EQ(dx, (std::vector<float>{3.0f, 0.0f, 4.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}));
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  const auto y = pool.forward(Tensor::from_vector({1, 1, 2, 2}, {1.0f, nan, 5.0f, 2.0f})).to_vector();
+  const auto y =
+      pool.forward(Tensor::from_vector({1, 1, 2, 2}, {1.0f, nan, 5.0f, 2.0f})).to_vector();
   EXPECT_TRUE(std::isnan(y[0]));
+  // The general window path: every window that holds the NaN gives NaN (PyTorch's values).
+  nn::MaxPool2d overlapping(3, 1, 1);
+  const auto z =
+      overlapping.forward(Tensor::from_vector({1, 1, 3, 3}, {1, nan, 0, 5, 2, 0, 0, 0, 0}))
+          .to_vector();
+  for (int i = 0; i < 6; ++i) EXPECT_TRUE(std::isnan(z[i])) << "at " << i;
+  EXPECT_EQ(z[6], 5.0f);
+  EXPECT_EQ(z[7], 5.0f);
+  EXPECT_EQ(z[8], 2.0f);
 }
 
 TEST(AvgPool2dTest, ForwardMatchesDirectMeanCountingPadding) {

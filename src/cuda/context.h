@@ -1,0 +1,30 @@
+#pragma once
+// The CUDA runtime context of this process: one device (chosen once, by local rank), one
+// non-blocking compute stream per device on which every kernel, cuBLAS and cuDNN call and
+// host<->device copy of syncbn runs (so stream order is program order, and the caching
+// allocator may reuse a freed block at once), and the library handles bound to that stream.
+// Internal header: CUDA types are fine here, never in include/.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+namespace syncbn::cuda {
+
+// Makes `device` current for this thread and the context's default device.
+void set_device(int device);
+int current_device();
+// The compute stream of the current device (created on first use).
+cudaStream_t stream();
+cublasHandle_t cublas();
+cudnnHandle_t cudnn();
+// Waits for all work queued on the current device's compute stream.
+void synchronize();
+
+// Launch-size helper: blocks of `threads` covering n elements, capped for grid-stride loops.
+inline unsigned int blocks_for(long long n, int threads = 256, unsigned int max_blocks = 65535u * 8u) {
+  long long blocks = (n + threads - 1) / threads;
+  if (blocks < 1) blocks = 1;
+  return blocks > max_blocks ? max_blocks : static_cast<unsigned int>(blocks);
+}
+
+}  // namespace syncbn::cuda
