@@ -5,6 +5,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${SYNCBN_BUILD_DIR:-$root/build}
 
-"$root/launch/install-deps.sh" "${SYNCBN_DEPS_FLAGS:-}"
+# SYNCBN_DEPS_FLAGS: extra flags for install-deps.sh (tests/run.sh adds --with-test-tools).
+read -r -a deps_flags <<<"${SYNCBN_DEPS_FLAGS:-}"
+"$root/launch/install-deps.sh" "${deps_flags[@]}"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
 cmake --build "$build" -j "$(nproc)"

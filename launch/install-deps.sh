@@ -2,8 +2,10 @@
 # Installs what syncbn needs to build, test and train, on Debian/Ubuntu. As root it runs
 # apt-get; otherwise it prints the exact command to run. Used by the README's commands, CI and
 # the Docker images, so every place installs the same set.
-#   launch/install-deps.sh            build + run dependencies
-#   launch/install-deps.sh --with-torch   also PyTorch (CPU) for the comparison benchmarks
+#   launch/install-deps.sh                 build + run dependencies
+#   launch/install-deps.sh --with-torch    also PyTorch (CPU) for the comparison benchmarks
+#   launch/install-deps.sh --with-test-tools   also shellcheck and docker-compose (the tests
+#                                          lint the scripts and validate docker/compose.yml)
 set -euo pipefail
 
 packages=(
@@ -16,9 +18,14 @@ packages=(
   dataset-fashion-mnist
   iproute2 util-linux procps
 )
-if [[ "${1:-}" == "--with-torch" ]]; then
-  packages+=(python3 python3-torch)
-fi
+for flag in "$@"; do
+  case $flag in
+    --with-torch) packages+=(python3 python3-torch) ;;
+    --with-test-tools) packages+=(shellcheck docker-compose) ;;
+    "") ;;
+    *) echo "install-deps.sh: unknown flag '$flag'" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

@@ -28,6 +28,10 @@ Device parse_device(const std::string& text) {
 bool cuda_compiled() { return cuda::compiled(); }
 int cuda_device_count() { return cuda::device_count(); }
 
+void set_current_device(Device device) {
+  if (device.is_cuda()) cuda::set_device(device.index);
+}
+
 void* device_allocate(Device device, std::size_t bytes) {
   if (device.is_cuda()) return cuda::allocate(device.index, bytes);
   if (bytes == 0) return nullptr;

@@ -27,6 +27,10 @@ bool cuda_compiled();
 // Number of visible CUDA devices; 0 without a driver, a device, or the CUDA backend.
 int cuda_device_count();
 
+// Makes `device` the current CUDA device of this thread (no-op for the CPU). Every rank calls it
+// once at start with its own GPU (local rank % visible devices, DESIGN.md section 5).
+void set_current_device(Device device);
+
 // Raw memory on a device. CPU memory is 64-byte aligned; CUDA memory comes from the caching
 // allocator of the CUDA backend.
 void* device_allocate(Device device, std::size_t bytes);

@@ -76,7 +76,7 @@ bool parse_flags(int argc, char** argv, TrainConfig& c, int& threads, bool leade
     ("eval-batch-size", po::value(&c.eval_batch_size)->default_value(c.eval_batch_size), "batch size of evaluation")
     ("broadcast-buffers", po::bool_switch(&c.broadcast_buffers), "broadcast BN buffers from rank 0 each step (local BN)")
     ("bucket-kib", po::value(&c.bucket_kib)->default_value(c.bucket_kib), "gradient bucket size in KiB (the first bucket is 1 MiB)")
-    ("device", po::value(&c.device)->default_value(c.device), "cpu")
+    ("device", po::value(&c.device)->default_value(c.device), "auto | cpu | cuda (auto: cuda when a GPU is visible)")
     ("save", po::value(&c.save), "write the final model (parameters and buffers) as safetensors to PATH")
     ("metrics", po::value(&c.metrics), "append one JSON line per epoch to PATH")
     ("no-progress", po::bool_switch(&no_progress), "no progress bar");

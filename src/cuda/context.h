@@ -8,10 +8,10 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include "cuda/runtime.h"
+
 namespace syncbn::cuda {
 
-// Makes `device` current for this thread and the context's default device.
-void set_device(int device);
 int current_device();
 // The compute stream of the current device (created on first use).
 cudaStream_t stream();

@@ -7,6 +7,8 @@ namespace syncbn::cuda {
 
 bool compiled();
 int device_count();
+// Makes `device` current for this thread (defined in context.cu).
+void set_device(int device);
 void* allocate(int device, std::size_t bytes);
 void release(int device, void* ptr) noexcept;
 // Copies between host and device memory; the flags say which side is device memory.

@@ -13,6 +13,7 @@ namespace {
 
 bool compiled() { return false; }
 int device_count() { return 0; }
+void set_device(int) { unavailable(); }
 void* allocate(int, std::size_t) { unavailable(); }
 void release(int, void*) noexcept {}
 void copy(void*, bool, const void*, bool, std::size_t) { unavailable(); }

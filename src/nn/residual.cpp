@@ -11,21 +11,21 @@ namespace syncbn::nn {
 Residual::Residual(int64_t in_channels, int64_t out_channels, int64_t stride,
                    const NormFactory& make_norm, uint64_t seed) {
   const bool has_norm = make_norm(out_channels) != nullptr;
-  auto conv = [&](const char* name, int64_t in, int64_t out, int64_t kernel, int64_t s,
+  auto conv = [&](int64_t in, int64_t out, int64_t kernel, int64_t s,
                   uint64_t stream) {
     // A bias before a norm layer is redundant (the norm's shift absorbs it), as in torchvision.
     return std::make_shared<Conv2d>(
         Conv2dOptions(in, out, kernel).stride(s).padding(kernel / 2).bias(!has_norm),
         derive_seed(seed, stream));
   };
-  main_path_.push_back(register_module("conv1", conv("conv1", in_channels, out_channels, 3, stride, 1)));
+  main_path_.push_back(register_module("conv1", conv(in_channels, out_channels, 3, stride, 1)));
   if (has_norm) main_path_.push_back(register_module("bn1", make_norm(out_channels)));
   main_path_.push_back(register_module("relu", std::make_shared<ReLU>()));
-  main_path_.push_back(register_module("conv2", conv("conv2", out_channels, out_channels, 3, 1, 2)));
+  main_path_.push_back(register_module("conv2", conv(out_channels, out_channels, 3, 1, 2)));
   if (has_norm) main_path_.push_back(register_module("bn2", make_norm(out_channels)));
   if (stride != 1 || in_channels != out_channels) {
     auto downsample = std::make_shared<Sequential>();
-    downsample->add(conv("downsample", in_channels, out_channels, 1, stride, 3));
+    downsample->add(conv(in_channels, out_channels, 1, stride, 3));
     if (has_norm) downsample->add(make_norm(out_channels));
     downsample_ = register_module("downsample", downsample);
   }

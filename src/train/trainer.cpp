@@ -74,7 +74,7 @@ struct EvalResult {
 // Test loss and accuracy over the whole test split: each rank evaluates a contiguous shard and
 // one allreduce sums [loss * n, correct, n].
 EvalResult evaluate(nn::Module& model, const data::Dataset& test, dist::Communicator& world,
-                    int64_t chunk) {
+                    int64_t chunk, Device device) {
   model.eval();
   const auto [begin, end] = data::shard_range(test.size(), world.size(), world.rank());
   nn::CrossEntropyLoss criterion;
@@ -84,7 +84,7 @@ EvalResult evaluate(nn::Module& model, const data::Dataset& test, dist::Communic
     totals[0] += loss * static_cast<double>(batch.size());
     totals[1] += static_cast<double>(criterion.correct());
     totals[2] += static_cast<double>(batch.size());
-  });
+  }, device);
   world.allreduce_sum(totals, 3, dist::DataType::kFloat64);
   model.train();
   return {totals[0] / std::max(1.0, totals[2]), totals[1] / std::max(1.0, totals[2])};
@@ -150,14 +150,26 @@ void TrainConfig::validate() const {
   nn::parse_norm_kind(norm);
   nn::parse_init_scheme(init);
   optim::parse_schedule_kind(schedule);
-  SYNCBN_CHECK(device == "cpu", "--device ", device,
-               ": only the CPU backend trains in this build (the CUDA kernels are a later step)");
+  SYNCBN_CHECK(device == "auto" || device == "cpu" || device == "cuda",
+               "unknown device '", device, "': expected auto, cpu or cuda");
+}
+
+Device resolve_device(const std::string& name, int local_rank) {
+  const int gpus = cuda_device_count();
+  if (name == "cpu" || (name == "auto" && gpus == 0)) return Device::cpu();
+  SYNCBN_CHECK(cuda_compiled(), "--device cuda: this build has no CUDA backend (no CUDA toolkit "
+               "was found at configure time)");
+  SYNCBN_CHECK(gpus > 0, "--device cuda: no CUDA device is visible (check the driver and "
+               "CUDA_VISIBLE_DEVICES)");
+  return Device::cuda(local_rank % gpus);
 }
 
 TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Communicator> world) {
   config.validate();
   dist::check_consistent(*world, config.settings(), "training configuration");
   const bool leader = world->rank() == 0;
+  const Device device = resolve_device(config.device, world->local_rank());
+  set_current_device(device);
 
   Data data = load_data(config);
 
@@ -172,6 +184,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   if (model_options.norm == nn::NormKind::kSyncBatch) model_options.sync_group = sync_group(config, world);
   std::shared_ptr<nn::Module> model = nn::make_model(model_options);
   nn::initialize(*model, nn::parse_init_scheme(config.init), config.seed);
+  model->to(device);
 
   dist::DataParallelOptions dp_options;
   dp_options.first_bucket_bytes = config.first_bucket_kib * 1024;
@@ -181,7 +194,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
 
   data::DistributedSampler sampler(data.train.size(), config.batch_size, world->size(),
                                    world->rank(), config.seed);
-  data::Loader loader(data.train, sampler);
+  data::Loader loader(data.train, sampler, device);
   const int64_t steps_per_epoch = loader.steps_per_epoch();
   const int64_t global_batch = sampler.global_batch_size();
 
@@ -201,9 +214,10 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   schedule.warmup_epochs = config.warmup_epochs;
 
   if (leader) {
-    std::printf("syncbn-train: %s + %s on %s, %d rank(s) x batch %lld = global batch %lld, "
-                "%lld steps/epoch, lr %.4g\n",
+    std::printf("syncbn-train: %s + %s on %s, %d rank(s) on %s, batch %lld per rank = global "
+                "batch %lld, %lld steps/epoch, lr %.4g\n",
                 config.model.c_str(), config.norm.c_str(), data.train.name.c_str(), world->size(),
+                device.is_cpu() ? "cpu" : "cuda",
                 static_cast<long long>(config.batch_size), static_cast<long long>(global_batch),
                 static_cast<long long>(steps_per_epoch), sgd_options.lr);
     std::fflush(stdout);
@@ -249,7 +263,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     m.step = result.steps;
     m.train_loss = totals[0] / std::max(1.0, totals[2]);
     m.train_accuracy = totals[1] / std::max(1.0, totals[2]);
-    const EvalResult eval = evaluate(*model, data.test, *world, config.eval_batch_size);
+    const EvalResult eval = evaluate(*model, data.test, *world, config.eval_batch_size, device);
     m.test_loss = eval.loss;
     m.test_accuracy = eval.accuracy;
     m.images_per_second = totals[2] / std::max(1e-9, seconds);

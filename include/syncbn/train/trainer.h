@@ -41,7 +41,8 @@ struct TrainConfig {
   int64_t eval_batch_size = 1000;
   bool broadcast_buffers = false;  // DataParallel: broadcast local BN buffers from rank 0
   int64_t first_bucket_kib = 1024, bucket_kib = 25 * 1024;
-  std::string device = "cpu";
+  // "auto" (CUDA when this build has it and a GPU is visible, else CPU), "cpu", "cuda".
+  std::string device = "auto";
   std::string save;
   std::string metrics;
   bool progress = true;  // progress bar on a terminal (rank 0)
@@ -56,6 +57,9 @@ struct TrainResult {
   std::vector<EpochMetrics> epochs;
   int64_t steps = 0;
 };
+
+// The device this rank trains on: for CUDA, GPU local_rank % visible devices (DESIGN.md 5).
+Device resolve_device(const std::string& name, int local_rank);
 
 // Runs the whole training on this rank of `world` (a world of one without mpirun).
 TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Communicator> world);
