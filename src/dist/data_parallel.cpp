@@ -126,7 +126,7 @@ void DataParallel::launch(Bucket& bucket) {
 }
 
 void DataParallel::finish() {
-  const double start = now_seconds();
+  overlap_.finish_wait_seconds = 0;
   overlap_.buckets = 0;
   overlap_.bytes = 0;
   if (!sync_enabled_) {
@@ -142,7 +142,9 @@ void DataParallel::finish() {
   }
   for (auto& bucket : buckets_) {
     if (bucket.request) {
+      const double start = now_seconds();
       bucket.request->wait();
+      overlap_.finish_wait_seconds += now_seconds() - start;
       bucket.request.reset();
     }
     if (comm_->size() > 1) ops::scale_(bucket.flat, inverse_size);
@@ -150,7 +152,6 @@ void DataParallel::finish() {
     ++overlap_.buckets;
     overlap_.bytes += static_cast<int64_t>(bucket.flat.numel() * sizeof(float));
   }
-  overlap_.finish_wait_seconds = now_seconds() - start;
 }
 
 }  // namespace syncbn::dist

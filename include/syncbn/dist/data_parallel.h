@@ -29,7 +29,7 @@ struct DataParallelOptions {
 // Timing of the last synchronised backward, for the overlap benchmark.
 struct OverlapStats {
   double backward_seconds = 0;      // model backward, hooks and launches included
-  double finish_wait_seconds = 0;   // waiting in finish() for buckets still in flight
+  double finish_wait_seconds = 0;   // blocked in finish() on allreduces still in flight
   int64_t buckets = 0;
   int64_t bytes = 0;
 };
