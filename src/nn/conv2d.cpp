@@ -5,17 +5,10 @@
 
 #include "ops/conv.h"
 #include "syncbn/error.h"
+#include "syncbn/nn/init.h"
 #include "syncbn/random.h"
 
 namespace syncbn::nn {
-
-namespace {
-Tensor uniform_tensor(const Shape& shape, float bound, Generator& generator) {
-  std::vector<float> values(static_cast<std::size_t>(shape_numel(shape)));
-  for (auto& v : values) v = generator.uniform(-bound, bound);
-  return Tensor::from_vector(shape, values);
-}
-}  // namespace
 
 Conv2d::Conv2d(const Conv2dOptions& options, uint64_t seed) : options_(options) {
   const int64_t in = options.in_channels(), out = options.out_channels();

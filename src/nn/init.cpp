@@ -88,4 +88,10 @@ void initialize(Module& model, InitScheme scheme, uint64_t seed) {
   }
 }
 
+Tensor uniform_tensor(const Shape& shape, float bound, Generator& generator) {
+  std::vector<float> values(static_cast<std::size_t>(shape_numel(shape)));
+  for (auto& v : values) v = generator.uniform(-bound, bound);
+  return Tensor::from_vector(shape, values);
+}
+
 }  // namespace syncbn::nn

@@ -5,17 +5,10 @@
 
 #include "ops/blas.h"
 #include "syncbn/error.h"
+#include "syncbn/nn/init.h"
 #include "syncbn/random.h"
 
 namespace syncbn::nn {
-
-namespace {
-Tensor uniform_tensor(const Shape& shape, float bound, Generator& generator) {
-  std::vector<float> values(static_cast<std::size_t>(shape_numel(shape)));
-  for (auto& v : values) v = generator.uniform(-bound, bound);
-  return Tensor::from_vector(shape, values);
-}
-}  // namespace
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool bias, uint64_t seed)
     : in_features_(in_features), out_features_(out_features) {

@@ -3,9 +3,6 @@
 #include <gtest/gtest.h>
 
 // Only MPI's C API: the deprecated C++ bindings would need libmpi_cxx at link time.
-#ifndef OMPI_SKIP_MPICXX
-#define OMPI_SKIP_MPICXX 1
-#endif
 #include <mpi.h>
 
 #include <cstdint>

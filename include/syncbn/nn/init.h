@@ -4,6 +4,7 @@
 #include <string>
 
 #include "syncbn/nn/module.h"
+#include "syncbn/random.h"
 
 namespace syncbn::nn {
 
@@ -29,5 +30,9 @@ std::string init_scheme_name(InitScheme scheme);
 // The i-th parameter (in named_parameters() order) draws from Generator(derive_seed(seed, i)),
 // so the result depends only on (seed, model structure), on any device.
 void initialize(Module& model, InitScheme scheme, uint64_t seed);
+
+// A tensor of `shape` drawn from U(-bound, bound): PyTorch's default initialisation of Linear
+// and Conv2d (bound = 1/sqrt(fan_in)), which the layers' constructors use.
+Tensor uniform_tensor(const Shape& shape, float bound, Generator& generator);
 
 }  // namespace syncbn::nn
