@@ -1,6 +1,10 @@
 #include "syncbn/device.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 #include <cstring>
 #include <new>
 
@@ -32,13 +36,73 @@ void set_current_device(Device device) {
   if (device.is_cuda()) cuda::set_device(device.index);
 }
 
+namespace {
+
+// Host blocks of 64 KiB and more are cached by size and reused: a training step allocates the
+// same activation sizes every time, and returning them to the OS each step (glibc trims or
+// unmaps large blocks) costs a page fault per 4 KiB on the next step - thousands per step.
+class HostBlockCache {
+ public:
+  static constexpr std::size_t kMinCached = std::size_t{64} << 10;
+  static constexpr std::size_t kAlignment = 64;  // a cache line; also AVX-512 friendly
+
+  void* allocate(std::size_t bytes) {
+    const std::size_t size = round_size(bytes);
+    if (size >= kMinCached) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(size);
+      if (it != free_.end() && !it->second.empty()) {
+        void* ptr = it->second.back();
+        it->second.pop_back();
+        live_[ptr] = size;
+        return ptr;
+      }
+    }
+    void* ptr = std::aligned_alloc(kAlignment, size);
+    if (!ptr) throw std::bad_alloc();
+    if (size >= kMinCached) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      live_[ptr] = size;
+    }
+    return ptr;
+  }
+
+  void release(void* ptr) noexcept {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = live_.find(ptr);
+      if (it != live_.end()) {
+        free_[it->second].push_back(ptr);
+        live_.erase(it);
+        return;
+      }
+    }
+    std::free(ptr);
+  }
+
+ private:
+  static std::size_t round_size(std::size_t bytes) {
+    const std::size_t unit = bytes >= kMinCached ? 4096 : kAlignment;
+    return std::max<std::size_t>(unit, (bytes + unit - 1) / unit * unit);
+  }
+
+  std::mutex mutex_;
+  std::unordered_map<std::size_t, std::vector<void*>> free_;
+  std::unordered_map<void*, std::size_t> live_;
+};
+
+HostBlockCache& host_cache() {
+  // Leaked on purpose: tensors with static lifetime may be freed after it would be destroyed.
+  static auto* cache = new HostBlockCache();
+  return *cache;
+}
+
+}  // namespace
+
 void* device_allocate(Device device, std::size_t bytes) {
   if (device.is_cuda()) return cuda::allocate(device.index, bytes);
   if (bytes == 0) return nullptr;
-  constexpr std::size_t kAlignment = 64;  // a cache line; also AVX-512 friendly
-  void* ptr = std::aligned_alloc(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
-  if (!ptr) throw std::bad_alloc();
-  return ptr;
+  return host_cache().allocate(bytes);
 }
 
 void device_free(Device device, void* ptr) noexcept {
@@ -46,7 +110,7 @@ void device_free(Device device, void* ptr) noexcept {
   if (device.is_cuda()) {
     cuda::release(device.index, ptr);
   } else {
-    std::free(ptr);
+    host_cache().release(ptr);
   }
 }
 
