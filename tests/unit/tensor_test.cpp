@@ -39,6 +39,20 @@ TEST(TensorTest, CudaWithoutBackendOrDeviceIsAClearError) {
   EXPECT_THROW(Tensor::zeros({2}, Device::cuda(0)), Error);
 }
 
+TEST(TensorTest, LargeHostBlocksAreReusedAfterRelease) {
+  // A training step allocates the same activation sizes every step: the second allocation of
+  // a size must get the block the first one released, not fresh pages from the OS.
+  const float* first = nullptr;
+  {
+    Tensor a = Tensor::empty({512, 1024});
+    first = a.data();
+  }
+  Tensor b = Tensor::empty({512, 1024});
+  EXPECT_EQ(b.data(), first);
+  Tensor c = Tensor::empty({512, 1024});  // b still holds it: c gets another block
+  EXPECT_NE(c.data(), first);
+}
+
 TEST(TensorTest, ParseDevice) {
   EXPECT_EQ(parse_device("cpu"), Device::cpu());
   EXPECT_EQ(parse_device("cuda:1"), Device::cuda(1));
