@@ -1,8 +1,7 @@
 // Matrix products on the GPU through cuBLAS, with the row-major contract of cpu::gemm.
-#include "cuda/blas.h"
-
 #include <climits>
 
+#include "cuda/blas.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 
@@ -46,7 +45,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
                                           static_cast<std::size_t>(m), stream()));
     } else {
       scale_matrix_kernel<<<blocks_for(m * n, kThreads), kThreads, 0, stream()>>>(m, n, beta, c,
-                                                                                 ldc);
+                                                                                  ldc);
       SYNCBN_CUDA_CHECK_LAUNCH();
     }
     return;

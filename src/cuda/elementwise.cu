@@ -4,12 +4,11 @@
 // of the same name (products that feed a sum use __fmul_rn, which nvcc never fuses into an FMA;
 // the CPU build has no FMA either), so relu, dropout, add, axpy, scale and the bias kernels agree
 // with the CPU bit for bit. bias_grad sums in double like the CPU, in a different (fixed) order.
-#include "cuda/elementwise.h"
-
 #include <cstdint>
 
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/elementwise.h"
 
 namespace syncbn::cuda {
 
@@ -221,7 +220,8 @@ __global__ void bias_grad_planes_kernel(const float* dy, Index outer, Index chan
       const Index j = e - i * inner;
       sum += dy[(i * channels + c) * inner + j];
     }
-    for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffffu, sum, offset);
+    for (int offset = 16; offset > 0; offset /= 2)
+      sum += __shfl_down_sync(0xffffffffu, sum, offset);
     if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sum;
     __syncthreads();
     if (threadIdx.x < 32) {
@@ -251,8 +251,8 @@ void dropout_forward(const float* x, uint64_t seed, float p, int64_t n, float* m
   const uint64_t threshold = static_cast<uint64_t>(static_cast<double>(p) * 4294967296.0);
   const float keep_scale = 1.0f / (1.0f - p);
   const uint64_t base = mix64(seed);
-  dropout_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(x, base, threshold,
-                                                                     keep_scale, n, mask, y);
+  dropout_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(x, base, threshold, keep_scale,
+                                                                     n, mask, y);
   SYNCBN_CUDA_CHECK_LAUNCH();
 }
 
@@ -279,8 +279,8 @@ void add_bias(const float* bias, int64_t outer, int64_t channels, int64_t inner,
 }
 
 void bias_grad(const float* dy, int64_t outer, int64_t channels, int64_t inner, float* dbias) {
-  SYNCBN_CHECK(outer >= 0 && channels >= 0 && inner >= 0, "bias_grad: negative size (", outer,
-               ", ", channels, ", ", inner, ")");
+  SYNCBN_CHECK(outer >= 0 && channels >= 0 && inner >= 0, "bias_grad: negative size (", outer, ", ",
+               channels, ", ", inner, ")");
   // Nothing to add (the CPU adds zeros, which changes nothing but the sign of a zero).
   if (outer == 0 || channels == 0 || inner == 0) return;
   if (inner == 1) {

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "syncbn/dist/cuda_aware.h"
 #include "syncbn/error.h"
 
 namespace syncbn::dist {
@@ -154,6 +155,8 @@ class MpiRequest final : public Request {
 struct MpiCommunicator::Impl {
   MPI_Comm comm = MPI_COMM_NULL;
   bool owned = false;  // false for MPI_COMM_WORLD, which MPI owns
+  // MPI reads and writes GPU memory itself: device buffers go to MPI without host staging.
+  const bool cuda_aware = mpi_cuda_aware();
   std::shared_ptr<StagingPool> staging = std::make_shared<StagingPool>();
 
   Impl(MPI_Comm comm_, bool owned_) : comm(comm_), owned(owned_) {}
@@ -239,7 +242,8 @@ void MpiCommunicator::set_max_elements_per_call(int64_t max_elements) {
 }
 
 void MpiCommunicator::do_allreduce_sum(void* data, int64_t count, DataType type, Device device) {
-  if (device.is_cpu()) {
+  if (device.is_cpu() || impl_->cuda_aware) {
+    wait_for_device_work(device);  // MPI knows nothing of the compute stream
     impl_->allreduce_host(data, count, type, max_elements_per_call_);
     return;
   }
@@ -255,14 +259,19 @@ std::unique_ptr<Request> MpiCommunicator::do_iallreduce_sum(void* data, int64_t 
                                                             DataType type, Device device) {
   const std::size_t element_bytes = element_size(type);
   const std::size_t bytes = count * element_bytes;
+  // Direct: MPI works on `data` itself (host memory, or device memory with CUDA-aware MPI).
+  const bool direct = device.is_cpu() || impl_->cuda_aware;
   HostBuffer staging;
-  if (device.is_cuda()) {
+  if (direct) {
+    wait_for_device_work(device);
+  } else {
     staging = impl_->staging->acquire(bytes);
     device_copy(staging.data(), Device::cpu(), data, device, bytes);
   }
-  // The request owns the staging buffer before any piece starts, so that it outlives them.
-  auto request =
-      std::make_unique<MpiRequest>(data, device, bytes, std::move(staging), impl_->staging);
+  // The request owns the staging buffer before any piece starts, so that it outlives them. A
+  // direct request is made as for host memory: nothing to copy back on completion.
+  auto request = std::make_unique<MpiRequest>(data, direct ? Device::cpu() : device, bytes,
+                                              std::move(staging), impl_->staging);
   void* host = request->host_buffer();
   for_each_piece(count, max_elements_per_call_, [&](int64_t offset, int n) {
     MPI_Request piece = MPI_REQUEST_NULL;
@@ -275,7 +284,8 @@ std::unique_ptr<Request> MpiCommunicator::do_iallreduce_sum(void* data, int64_t 
 
 void MpiCommunicator::do_broadcast(void* data, int64_t count, DataType type, int root,
                                    Device device) {
-  if (device.is_cpu()) {
+  if (device.is_cpu() || impl_->cuda_aware) {
+    wait_for_device_work(device);
     impl_->broadcast_host(data, count, type, root, max_elements_per_call_);
     return;
   }
@@ -289,7 +299,9 @@ void MpiCommunicator::do_broadcast(void* data, int64_t count, DataType type, int
 
 void MpiCommunicator::do_allgather(const void* send, void* recv, int64_t count_per_rank,
                                    DataType type, Device device) {
-  if (device.is_cpu()) {
+  // Pieces longer than MPI's int counts go through a host scratch buffer (memcpy): staged.
+  if (device.is_cpu() || (impl_->cuda_aware && count_per_rank <= max_elements_per_call_)) {
+    wait_for_device_work(device);
     impl_->allgather_host(send, recv, count_per_rank, type, size_, max_elements_per_call_);
     return;
   }

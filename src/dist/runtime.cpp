@@ -2,7 +2,10 @@
 
 #include <mpi.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <thread>
 #include <cstdlib>
 #include <exception>
 
@@ -41,6 +44,12 @@ Runtime::~Runtime() {
 }
 
 void abort_job(const std::string& message, int exit_code) {
+  // The first caller ends the process; a second thread arriving meanwhile (the communication
+  // watchdog and the main thread can fail together) waits for that instead of racing it.
+  static std::atomic_flag aborting = ATOMIC_FLAG_INIT;
+  if (aborting.test_and_set()) {
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
   // The MPI calls here are not checked: this is the error path already, and it must end the
   // process whatever happens.
   int initialized = 0;
@@ -60,6 +69,11 @@ void abort_job(const std::string& message, int exit_code) {
   std::fflush(stderr);
   // The other ranks may be waiting in a collective this rank will never join: end them all.
   if (running && size > 1) MPI_Abort(MPI_COMM_WORLD, exit_code);
+  // MPI_THREAD_FUNNELED: only the main thread may finalise; another thread (the watchdog) ends
+  // the process without unwinding.
+  int is_main = 1;
+  if (running) MPI_Is_thread_main(&is_main);
+  if (!is_main) std::_Exit(exit_code);
   if (running) MPI_Finalize();
   std::exit(exit_code);
 }

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <sstream>
 #include <type_traits>
@@ -15,6 +16,7 @@
 #include "syncbn/dist/communicator.h"
 #include "syncbn/dist/consistency.h"
 #include "syncbn/dist/data_parallel.h"
+#include "syncbn/dist/nccl_communicator.h"
 #include "syncbn/error.h"
 #include "syncbn/nn/init.h"
 #include "syncbn/nn/loss.h"
@@ -57,14 +59,26 @@ Data load_data(const TrainConfig& c) {
   return {data::make_synthetic(o, true), data::make_synthetic(test_options, false)};
 }
 
-// The group this rank's SyncBatchNorm layers synchronise over: the world, or k consecutive
-// ranks.
+// The communicator for collectives on `device` tensors: NCCL for CUDA where this build has it,
+// else the MPI world (which stages device memory through the host).
+std::shared_ptr<dist::Communicator> device_communicator(
+    const std::shared_ptr<dist::Communicator>& world, Device device) {
+  if (!device.is_cuda() || !dist::nccl_available()) return world;
+  // SyncBN and the gradient buckets use two NCCL communicators at once; implicit launch order
+  // keeps their kernels from deadlocking on the GPU (the user's setting wins).
+  setenv("NCCL_LAUNCH_ORDER_IMPLICIT", "1", /*overwrite=*/0);
+  return dist::make_nccl_communicator(world, device.index);
+}
+
+// The group this rank's SyncBatchNorm layers synchronise over: the whole world, or k
+// consecutive ranks. Always a communicator of its own, so that SyncBN's small allreduces in
+// the middle of backward never queue behind a gradient bucket on the same communicator.
 std::shared_ptr<dist::Communicator> sync_group(const TrainConfig& c,
-                                               const std::shared_ptr<dist::Communicator>& world) {
-  if (c.sync_group_size == 0 || c.sync_group_size == world->size()) return world;
-  SYNCBN_CHECK(world->size() % c.sync_group_size == 0, "--sync-group-size ", c.sync_group_size,
-               " does not divide the number of ranks ", world->size());
-  return world->split(static_cast<int>(world->rank() / c.sync_group_size), world->rank());
+                                               const std::shared_ptr<dist::Communicator>& comm) {
+  const int64_t k = c.sync_group_size == 0 ? comm->size() : c.sync_group_size;
+  SYNCBN_CHECK(comm->size() % k == 0, "--sync-group-size ", k,
+               " does not divide the number of ranks ", comm->size());
+  return comm->split(static_cast<int>(comm->rank() / k), comm->rank());
 }
 
 struct EvalResult {
@@ -181,7 +195,8 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   model_options.width = data.train.images.size(3);
   model_options.num_classes = data.train.num_classes;
   model_options.seed = config.seed;
-  if (model_options.norm == nn::NormKind::kSyncBatch) model_options.sync_group = sync_group(config, world);
+  const std::shared_ptr<dist::Communicator> comm = device_communicator(world, device);
+  if (model_options.norm == nn::NormKind::kSyncBatch) model_options.sync_group = sync_group(config, comm);
   std::shared_ptr<nn::Module> model = nn::make_model(model_options);
   nn::initialize(*model, nn::parse_init_scheme(config.init), config.seed);
   model->to(device);
@@ -190,7 +205,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   dp_options.first_bucket_bytes = config.first_bucket_kib * 1024;
   dp_options.bucket_bytes = config.bucket_kib * 1024;
   dp_options.broadcast_buffers = config.broadcast_buffers;
-  dist::DataParallel ddp(model, world, dp_options);
+  dist::DataParallel ddp(model, comm, dp_options);
 
   data::DistributedSampler sampler(data.train.size(), config.batch_size, world->size(),
                                    world->rank(), config.seed);

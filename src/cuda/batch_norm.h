@@ -1,0 +1,52 @@
+#pragma once
+// Batch normalisation kernels (CUDA): the functions of cpu/batch_norm.h, same names, signatures
+// and math (stated there; DESIGN.md section 3 is the contract). No CUDA types here: the ops
+// (compiled by the host compiler) include this header.
+//
+// Every pointer is device memory of the current device (the packed double buffers, the saved
+// mean/invstd, the running statistics and num_batches_tracked included); scalars (counts, eps,
+// momentum) are host values. The kernels are queued on syncbn::cuda::stream() and return
+// without waiting. Reductions are deterministic: the same inputs give the same bits on every
+// run (fp32 sums over groups of at most 16 values, double beyond; no atomics).
+#include <cstdint>
+
+namespace syncbn::cuda {
+
+// stats[c] = sum(x - K_c), stats[C + c] = sum((x - K_c)^2), K = shift (nullptr: K = 0).
+// Internally each channel is summed relative to its first value L_c (so fp32 keeps the digits of
+// the variance whatever K is) and moved to K in double:
+//   sum(x - K) = sum(x - L) + n (L - K),
+//   sum((x - K)^2) = sum((x - L)^2) + 2 (L - K) sum(x - L) + n (L - K)^2.
+// An empty batch (N * S == 0) writes zeros.
+void batch_norm_stats(const float* x, const float* shift, int64_t batch, int64_t channels,
+                      int64_t spatial, bool channels_last, double* stats);
+
+// From packed = [S1(C), S2(C), n]: mean, invstd and the running-statistics update (see
+// cpu/batch_norm.h). num_batches_tracked is incremented by a one-thread kernel queued first.
+void batch_norm_finalize(const double* packed, const float* shift, int64_t channels, double eps,
+                         float* mean, float* invstd, float* running_mean, float* running_var,
+                         float* num_batches_tracked, double momentum, bool cumulative_average);
+
+// invstd = 1/sqrt(var + eps).
+void batch_norm_invstd(const float* var, int64_t channels, double eps, float* invstd);
+
+// y = gamma * (x - mean) * invstd + beta; weight and bias may be null.
+void batch_norm_elemt(const float* x, const float* mean, const float* invstd, const float* weight,
+                      const float* bias, int64_t batch, int64_t channels, int64_t spatial,
+                      bool channels_last, float* y);
+
+// sums = [sum(dy), sum(dy * xhat)] (may be null), grad_weight += sum(dy * xhat),
+// grad_bias += sum(dy) (each when not null).
+void batch_norm_backward_reduce(const float* dy, const float* x, const float* mean,
+                                const float* invstd, int64_t batch, int64_t channels,
+                                int64_t spatial, bool channels_last, double* sums,
+                                float* grad_weight, float* grad_bias);
+
+// dx = gamma * invstd / n * (n * dy - sum_dy - xhat * sum_dy_xhat); sums == null:
+// dx = gamma * invstd * dy. count (n) is a host value.
+void batch_norm_backward_elemt(const float* dy, const float* x, const float* mean,
+                               const float* invstd, const float* weight, const double* sums,
+                               double count, int64_t batch, int64_t channels, int64_t spatial,
+                               bool channels_last, float* dx);
+
+}  // namespace syncbn::cuda
