@@ -40,6 +40,29 @@ def norm_2d(kind, channels):
     return {"bn": nn.BatchNorm2d(channels), "none": None}[kind]
 
 
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock, as include/syncbn/nn/residual.h builds it."""
+
+    def __init__(self, inp, out, stride, kind):
+        super().__init__()
+        bias = kind == "none"
+        self.conv1 = nn.Conv2d(inp, out, 3, stride, 1, bias=bias)
+        self.bn1 = norm_2d(kind, out) or nn.Identity()
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(out, out, 3, 1, 1, bias=bias)
+        self.bn2 = norm_2d(kind, out) or nn.Identity()
+        self.downsample = None
+        if stride != 1 or inp != out:
+            layers = [nn.Conv2d(inp, out, 1, stride, 0, bias=bias)]
+            if norm_2d(kind, out) is not None:
+                layers.append(norm_2d(kind, out))
+            self.downsample = nn.Sequential(*layers)
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(y + (self.downsample(x) if self.downsample is not None else x))
+
+
 def make_model(name, kind):
     layers = []
     if name == "mlp":
@@ -61,6 +84,16 @@ def make_model(name, kind):
             layers += [nn.ReLU(), nn.MaxPool2d(2)]
             channels, size = out, size // 2
         layers += [nn.Flatten(), nn.Linear(channels * size * size, 10)]
+    elif name == "resnet":
+        layers += [nn.Conv2d(1, 32, 3, padding=1, bias=(kind == "none"))]
+        if norm_2d(kind, 32) is not None:
+            layers.append(norm_2d(kind, 32))
+        layers.append(nn.ReLU())
+        channels = 32
+        for out, stride in ((32, 1), (64, 2), (128, 2)):
+            layers += [BasicBlock(channels, out, stride, kind), BasicBlock(out, out, 1, kind)]
+            channels = out
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 10)]
     else:
         raise SystemExit(f"unknown model {name}")
     return nn.Sequential(*layers)
@@ -75,6 +108,7 @@ def main():
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--steps", type=int, default=0, help="cap on steps (0 = one epoch)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -84,11 +118,13 @@ def main():
     x = torch.from_numpy((images / 255.0 - 0.2860) / 0.3530).unsqueeze(1).contiguous()
     y = torch.from_numpy(labels)
 
-    model = make_model(args.model, args.norm)
+    device = torch.device(args.device)
+    x, y = x.to(device), y.to(device)
+    model = make_model(args.model, args.norm).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     criterion = nn.CrossEntropyLoss()
     model.train()
-    order = torch.randperm(len(x))
+    order = torch.randperm(len(x), device=device)
     steps = len(x) // args.batch_size
     if args.steps:
         steps = min(steps, args.steps)
@@ -100,9 +136,13 @@ def main():
         loss = criterion(model(x[index]), y[index])
         loss.backward()
         optimizer.step()
-        total_loss += loss.item()
+        total_loss += loss.detach()
+    total_loss = float(total_loss)  # one synchronisation, after the timed loop's work is queued
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    print(json.dumps({"framework": "pytorch", "version": torch.__version__, "model": args.model,
+    print(json.dumps({"framework": "pytorch", "version": torch.__version__, "device": args.device,
+                      "model": args.model,
                       "norm": args.norm, "batch_size": args.batch_size, "threads": args.threads,
                       "steps": steps, "seconds": round(seconds, 3),
                       "images_per_second": round(steps * args.batch_size / seconds, 1),
