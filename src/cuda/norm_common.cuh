@@ -124,7 +124,7 @@ void dispatch_index(int64_t numel, F&& f) {
 
 // Quotients by a divisor fixed at launch. In 32 bits, q = (umulhi(n, magic) + n) >> shift with
 // shift = ceil(log2 d), magic = floor(2^32 (2^shift - d) / d) + 1 (Granlund-Montgomery, as
-// PyTorch's IntDivider): exact for n < 2^31 and d <= 2^31. In 64 bits a plain division.
+// PyTorch's IntDivider): exact for n < 2^31 and 1 <= d <= 2^31. In 64 bits a plain division.
 struct IndexDivider {
   uint64_t divisor = 1;
   uint32_t magic = 1;
@@ -132,7 +132,7 @@ struct IndexDivider {
 
   IndexDivider() = default;
   explicit IndexDivider(int64_t d) : divisor(static_cast<uint64_t>(d)) {
-    if (divisor <= (uint64_t{1} << 31)) {
+    if (divisor >= 1 && divisor <= (uint64_t{1} << 31)) {
       while ((uint64_t{1} << shift) < divisor) ++shift;
       magic = static_cast<uint32_t>(
           ((uint64_t{1} << 32) * ((uint64_t{1} << shift) - divisor)) / divisor + 1);

@@ -69,7 +69,9 @@ TEST(BatchNormModuleCudaTest, BatchNorm2dOnCudaMatchesCpu) {
         const Tensor y_gpu = gpu_bn.forward(input(shape, x, channels_last, Device::cuda(0)));
         ASSERT_TRUE(y_gpu.device().is_cuda());
         EXPECT_EQ(y_gpu.memory_format(), y_cpu.memory_format());
-        expect_close_rel(y_gpu.to_vector(), y_cpu.to_vector(), kRtol, "y");
+        // y = b (x - mean) + c: a last-bit difference of the float mean moves every y by
+        // b ulp(mean), so y is compared relative to 5% of its largest value at least.
+        expect_close_rel(y_gpu.to_vector(), y_cpu.to_vector(), kRtol, "y", 0.05);
         expect_close_rel(gpu_bn.running_mean().to_vector(), cpu_bn.running_mean().to_vector(),
                          kRtol, "running_mean");
         expect_close_rel(gpu_bn.running_var().to_vector(), cpu_bn.running_var().to_vector(), kRtol,
@@ -94,7 +96,7 @@ TEST(BatchNormModuleCudaTest, BatchNorm2dOnCudaMatchesCpu) {
       const std::vector<float> x = random_values(n * c * h * w, ++seed, 2.0f, 3.0f);
       const Tensor y_cpu = cpu_bn.forward(input(shape, x, channels_last, Device::cpu()));
       const Tensor y_gpu = gpu_bn.forward(input(shape, x, channels_last, Device::cuda(0)));
-      expect_close_rel(y_gpu.to_vector(), y_cpu.to_vector(), kRtol, "eval y");
+      expect_close_rel(y_gpu.to_vector(), y_cpu.to_vector(), kRtol, "eval y", 0.05);
     }
   }
 }
