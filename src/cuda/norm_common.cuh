@@ -100,16 +100,12 @@ class Scratch {
   void* ptr_;
 };
 
-// kernel<<<grid, block, 0, stream()>>>(args...), then the launch check. (A host emulation of the
-// kernels, which checks their index logic without a GPU, defines SYNCBN_CUDA_HOST_EMULATION and
-// its own launch.)
-#if !defined(SYNCBN_CUDA_HOST_EMULATION)
+// kernel<<<grid, block, 0, stream()>>>(args...), then the launch check.
 template <class... Params, class... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, const Args&... args) {
   kernel<<<grid, block, 0, stream()>>>(args...);
   SYNCBN_CUDA_CHECK_LAUNCH();
 }
-#endif
 
 // Index arithmetic runs in uint32_t when the tensor has fewer than 2^31 elements (every index
 // and every divisor then fits), else in uint64_t. f receives a value of the index type.
