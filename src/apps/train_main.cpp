@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -20,6 +21,12 @@ namespace po = boost::program_options;
 using syncbn::train::TrainConfig;
 
 namespace {
+
+// "0.9" rather than Boost's "0.90000000000000002" in --help.
+std::string shortest(double value) {
+  char buffer[32];
+  return std::string(buffer, std::to_chars(buffer, buffer + sizeof buffer, value).ptr);
+}
 
 std::vector<int64_t> parse_shape(const std::string& text) {
   std::vector<int64_t> shape;
@@ -62,14 +69,14 @@ bool parse_flags(int argc, char** argv, TrainConfig& c, int& threads, bool leade
     ("epochs", po::value(&c.epochs)->default_value(c.epochs), "number of epochs")
     ("steps", po::value(&c.steps)->default_value(c.steps), "cap on optimizer steps (0 = none)")
     ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size), "batch size PER RANK")
-    ("lr", po::value(&c.lr)->default_value(c.lr), "learning rate (the base rate with --scale-lr)")
+    ("lr", po::value(&c.lr)->default_value(c.lr, shortest(c.lr)), "learning rate (the base rate with --scale-lr)")
     ("scale-lr", po::bool_switch(&c.scale_lr), "linear scaling rule: lr = lr * global_batch / 256")
-    ("momentum", po::value(&c.momentum)->default_value(c.momentum), "SGD momentum")
+    ("momentum", po::value(&c.momentum)->default_value(c.momentum, shortest(c.momentum)), "SGD momentum")
     ("nesterov", po::bool_switch(&c.nesterov), "Nesterov momentum")
-    ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay), "L2 weight decay")
+    ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay, shortest(c.weight_decay)), "L2 weight decay")
     ("no-decay-norm-bias", po::bool_switch(&no_decay_norm_and_bias), "no weight decay on norm parameters and biases")
     ("schedule", po::value(&c.schedule)->default_value(c.schedule), "constant | step | cosine")
-    ("warmup-epochs", po::value(&c.warmup_epochs)->default_value(c.warmup_epochs), "linear warmup length in epochs")
+    ("warmup-epochs", po::value(&c.warmup_epochs)->default_value(c.warmup_epochs, shortest(c.warmup_epochs)), "linear warmup length in epochs")
     ("init", po::value(&c.init)->default_value(c.init), "kaiming | xavier | small | large | zeros")
     ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the data order, the initialisation and the synthetic data")
     ("threads", po::value(&threads)->default_value(0), "CPU threads per rank (0 = cores / ranks on this node)")
