@@ -17,11 +17,8 @@
 namespace syncbn {
 namespace {
 
+using testing::on_device;
 using testing::random_values;
-
-Tensor on_device(const std::vector<float>& values) {
-  return Tensor::from_vector({static_cast<int64_t>(values.size())}, values, Device::cuda(0));
-}
 
 std::vector<float> absolute(std::vector<float> values) {
   for (float& v : values) v = std::fabs(v);

@@ -27,6 +27,11 @@ inline std::vector<float> random_values(int64_t n, uint64_t seed, float std = 1.
   return values;
 }
 
+// A 1-D tensor on the first GPU holding `values`.
+inline Tensor on_device(const std::vector<float>& values) {
+  return Tensor::from_vector({static_cast<int64_t>(values.size())}, values, Device::cuda(0));
+}
+
 // |actual - expected| <= rtol * max(|expected|, floor * max|expected|) + 1e-7, element-wise.
 inline void expect_close_rel(const std::vector<float>& actual, const std::vector<float>& expected,
                              double rtol, const std::string& what, double floor = 1e-3) {

@@ -19,11 +19,8 @@ namespace syncbn {
 namespace {
 
 using testing::expect_close_rel;
+using testing::on_device;
 using testing::random_values;
-
-Tensor on_device(const std::vector<float>& values) {
-  return Tensor::from_vector({static_cast<int64_t>(values.size())}, values, Device::cuda(0));
-}
 
 // int32 labels travel in a float tensor (as the ops store them), bit for bit.
 Tensor int32_on_device(const std::vector<int32_t>& values) {

@@ -17,11 +17,8 @@ namespace syncbn {
 namespace {
 
 using testing::expect_close_rel;
+using testing::on_device;
 using testing::random_values;
-
-Tensor on_device(const std::vector<float>& values) {
-  return Tensor::from_vector({static_cast<int64_t>(values.size())}, values, Device::cuda(0));
-}
 
 // int32 values travel in float tensors (as the ops store max-pool indices), bit for bit.
 Tensor int32_on_device(const std::vector<int32_t>& values) {
