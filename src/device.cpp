@@ -2,20 +2,18 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
+#include <new>
 #include <unordered_map>
 #include <vector>
-#include <cstring>
-#include <new>
 
 #include "cuda/runtime.h"
 #include "syncbn/error.h"
 
 namespace syncbn {
 
-std::string Device::str() const {
-  return is_cpu() ? "cpu" : "cuda:" + std::to_string(index);
-}
+std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
 
 Device parse_device(const std::string& text) {
   if (text == "cpu") return Device::cpu();

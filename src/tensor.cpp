@@ -33,7 +33,8 @@ Tensor Tensor::empty(const Shape& shape, Device device) {
   Tensor t;
   t.shape_ = shape;
   t.numel_ = shape_numel(shape);
-  t.storage_ = std::make_shared<Storage>(device, static_cast<std::size_t>(t.numel_) * sizeof(float));
+  t.storage_ =
+      std::make_shared<Storage>(device, static_cast<std::size_t>(t.numel_) * sizeof(float));
   return t;
 }
 
@@ -67,9 +68,7 @@ int64_t Tensor::size(int d) const {
 
 Device Tensor::device() const { return storage_ ? storage_->device : Device::cpu(); }
 
-float* Tensor::data() {
-  return storage_ ? static_cast<float*>(storage_->ptr) + offset_ : nullptr;
-}
+float* Tensor::data() { return storage_ ? static_cast<float*>(storage_->ptr) + offset_ : nullptr; }
 
 const float* Tensor::data() const {
   return storage_ ? static_cast<const float*>(storage_->ptr) + offset_ : nullptr;
@@ -155,8 +154,6 @@ void Tensor::zero_() {
   device_set_zero(data(), device(), static_cast<std::size_t>(numel_) * sizeof(float));
 }
 
-std::string Tensor::str() const {
-  return "Tensor" + shape_str(shape_) + " " + device().str();
-}
+std::string Tensor::str() const { return "Tensor" + shape_str(shape_) + " " + device().str(); }
 
 }  // namespace syncbn

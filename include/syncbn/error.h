@@ -25,10 +25,11 @@ std::string concat(const Args&... args) {
 
 }  // namespace syncbn
 
-// SYNCBN_CHECK(cond, "message parts", ...) throws syncbn::Error naming the place when cond is false.
-#define SYNCBN_CHECK(cond, ...)                                                       \
-  do {                                                                                \
-    if (!(cond))                                                                      \
+// SYNCBN_CHECK(cond, "message parts", ...) throws syncbn::Error naming the place when cond is
+// false.
+#define SYNCBN_CHECK(cond, ...)                                                                 \
+  do {                                                                                          \
+    if (!(cond))                                                                                \
       ::syncbn::detail::throw_error(::syncbn::detail::concat(__VA_ARGS__), __FILE__, __LINE__); \
   } while (0)
 

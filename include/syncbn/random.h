@@ -12,7 +12,9 @@ class Generator {
   uint64_t next_u64();
   // Uniform in [0, 1).
   double uniform();
-  float uniform(float low, float high) { return low + static_cast<float>(uniform()) * (high - low); }
+  float uniform(float low, float high) {
+    return low + static_cast<float>(uniform()) * (high - low);
+  }
   // Standard normal (Box-Muller, both values used).
   double normal();
   float normal(float mean, float std) { return mean + std * static_cast<float>(normal()); }

@@ -118,37 +118,40 @@ void bench_model(const std::string& name, int64_t batch, int64_t steps, int64_t 
     max_backward = std::max(max_backward, all[3 * r + 1] / steps);
     max_alone = std::max(max_alone, all[3 * r + 2] / steps);
   }
-  const double hidden = P > 1 && max_alone > 0 ? std::clamp(1.0 - max_wait / max_alone, 0.0, 1.0) : 0.0;
+  const double hidden =
+      P > 1 && max_alone > 0 ? std::clamp(1.0 - max_wait / max_alone, 0.0, 1.0) : 0.0;
 
   const SyncBnShape shape = sync_bn_layers(*model);
   // PyTorch 1.13 SyncBatchNorm per layer: forward all_gather of [mean(C), invstd(C), count(1)]
   // float32 from every rank (each rank receives P * (2C+1) floats), backward all_reduce of
   // [sum_dy(C), sum_dy_xmu(C)] float32.
   const int64_t torch_calls = 2 * shape.layers;
-  const int64_t torch_bytes = 4 * (P * (2 * shape.channel_sum + shape.layers)) + 4 * 2 * shape.channel_sum;
+  const int64_t torch_bytes =
+      4 * (P * (2 * shape.channel_sum + shape.layers)) + 4 * 2 * shape.channel_sum;
   if (world->rank() == 0) {
-    std::printf("%-7s %3d %6lld %9lld %11lld %11lld %11lld %8lld %12lld %9.2f %9.2f %9.2f %7.0f%%\n",
-                name.c_str(), P, static_cast<long long>(shape.layers),
-                static_cast<long long>(sync_stats.allreduce_calls + sync_stats.allgather_calls),
-                static_cast<long long>(sync_stats.allreduce_bytes + sync_stats.allgather_bytes),
-                static_cast<long long>(torch_calls), static_cast<long long>(torch_bytes),
-                static_cast<long long>(grad_stats.allreduce_calls),
-                static_cast<long long>(grad_stats.allreduce_bytes), 1e3 * max_backward,
-                1e3 * max_alone, 1e3 * max_wait, 100 * hidden);
-    std::printf("{\"bench\": \"comm\", \"model\": \"%s\", \"ranks\": %d, \"batch_per_rank\": %lld, "
-                "\"syncbn_layers\": %lld, \"syncbn_collectives\": %lld, \"syncbn_bytes\": %lld, "
-                "\"torch_syncbn_collectives\": %lld, \"torch_syncbn_bytes\": %lld, "
-                "\"grad_allreduces\": %lld, \"grad_bytes\": %lld, \"backward_ms\": %.3f, "
-                "\"grad_comm_alone_ms\": %.3f, \"wait_after_backward_ms\": %.3f, "
-                "\"hidden_share\": %.3f}\n",
-                name.c_str(), P, static_cast<long long>(batch),
-                static_cast<long long>(shape.layers),
-                static_cast<long long>(sync_stats.allreduce_calls + sync_stats.allgather_calls),
-                static_cast<long long>(sync_stats.allreduce_bytes + sync_stats.allgather_bytes),
-                static_cast<long long>(torch_calls), static_cast<long long>(torch_bytes),
-                static_cast<long long>(grad_stats.allreduce_calls),
-                static_cast<long long>(grad_stats.allreduce_bytes), 1e3 * max_backward,
-                1e3 * max_alone, 1e3 * max_wait, hidden);
+    std::printf(
+        "%-7s %3d %6lld %9lld %11lld %11lld %11lld %8lld %12lld %9.2f %9.2f %9.2f %7.0f%%\n",
+        name.c_str(), P, static_cast<long long>(shape.layers),
+        static_cast<long long>(sync_stats.allreduce_calls + sync_stats.allgather_calls),
+        static_cast<long long>(sync_stats.allreduce_bytes + sync_stats.allgather_bytes),
+        static_cast<long long>(torch_calls), static_cast<long long>(torch_bytes),
+        static_cast<long long>(grad_stats.allreduce_calls),
+        static_cast<long long>(grad_stats.allreduce_bytes), 1e3 * max_backward, 1e3 * max_alone,
+        1e3 * max_wait, 100 * hidden);
+    std::printf(
+        "{\"bench\": \"comm\", \"model\": \"%s\", \"ranks\": %d, \"batch_per_rank\": %lld, "
+        "\"syncbn_layers\": %lld, \"syncbn_collectives\": %lld, \"syncbn_bytes\": %lld, "
+        "\"torch_syncbn_collectives\": %lld, \"torch_syncbn_bytes\": %lld, "
+        "\"grad_allreduces\": %lld, \"grad_bytes\": %lld, \"backward_ms\": %.3f, "
+        "\"grad_comm_alone_ms\": %.3f, \"wait_after_backward_ms\": %.3f, "
+        "\"hidden_share\": %.3f}\n",
+        name.c_str(), P, static_cast<long long>(batch), static_cast<long long>(shape.layers),
+        static_cast<long long>(sync_stats.allreduce_calls + sync_stats.allgather_calls),
+        static_cast<long long>(sync_stats.allreduce_bytes + sync_stats.allgather_bytes),
+        static_cast<long long>(torch_calls), static_cast<long long>(torch_bytes),
+        static_cast<long long>(grad_stats.allreduce_calls),
+        static_cast<long long>(grad_stats.allreduce_bytes), 1e3 * max_backward, 1e3 * max_alone,
+        1e3 * max_wait, hidden);
     std::fflush(stdout);
   }
 }
@@ -181,13 +184,14 @@ int main(int argc, char** argv) {
       if (world->rank() == 0) std::cout << options << "\n";
       return 0;
     }
-    SYNCBN_CHECK(batch > 0 && steps > 0 && threads > 0, "batch-size, steps and threads must be positive");
+    SYNCBN_CHECK(batch > 0 && steps > 0 && threads > 0,
+                 "batch-size, steps and threads must be positive");
     cpu::set_num_threads(threads);
     if (world->rank() == 0) {
       std::printf("# one training step per rank; bytes are payload bytes per rank per step\n");
-      std::printf("%-7s %3s %6s %9s %11s %11s %11s %8s %12s %9s %9s %9s %8s\n", "model", "P",
-                  "BNs", "sbn_colls", "sbn_bytes", "torch_colls", "torch_bytes", "grad_ar",
-                  "grad_bytes", "bwd_ms", "comm_ms", "wait_ms", "hidden");
+      std::printf("%-7s %3s %6s %9s %11s %11s %11s %8s %12s %9s %9s %9s %8s\n", "model", "P", "BNs",
+                  "sbn_colls", "sbn_bytes", "torch_colls", "torch_bytes", "grad_ar", "grad_bytes",
+                  "bwd_ms", "comm_ms", "wait_ms", "hidden");
     }
     std::stringstream list(models);
     std::string name;

@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
     }
   }
   if (files.size() != 2) {
-    std::fprintf(stderr, "usage: syncbn-compare-safetensors A B [--rtol R] [--atol A] [--ignore SUFFIX]\n");
+    std::fprintf(stderr,
+                 "usage: syncbn-compare-safetensors A B [--rtol R] [--atol A] [--ignore SUFFIX]\n");
     return 2;
   }
   try {
@@ -45,7 +46,9 @@ int main(int argc, char** argv) {
     auto b = load(files[1]);
     auto skip = [&](const std::string& name) {
       for (const auto& suffix : ignored) {
-        if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) return true;
+        if (name.size() >= suffix.size() &&
+            name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+          return true;
       }
       return false;
     };

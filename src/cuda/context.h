@@ -21,7 +21,8 @@ cudnnHandle_t cudnn();
 void synchronize();
 
 // Launch-size helper: blocks of `threads` covering n elements, capped for grid-stride loops.
-inline unsigned int blocks_for(long long n, int threads = 256, unsigned int max_blocks = 65535u * 8u) {
+inline unsigned int blocks_for(long long n, int threads = 256,
+                               unsigned int max_blocks = 65535u * 8u) {
   long long blocks = (n + threads - 1) / threads;
   if (blocks < 1) blocks = 1;
   return blocks > max_blocks ? max_blocks : static_cast<unsigned int>(blocks);

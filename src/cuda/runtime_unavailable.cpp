@@ -6,8 +6,9 @@ namespace syncbn::cuda {
 
 namespace {
 [[noreturn]] void unavailable() {
-  SYNCBN_FAIL("this syncbn build has no CUDA backend (configured with SYNCBN_CUDA=OFF or "
-              "without a CUDA toolkit); use --device cpu");
+  SYNCBN_FAIL(
+      "this syncbn build has no CUDA backend (configured with SYNCBN_CUDA=OFF or "
+      "without a CUDA toolkit); use --device cpu");
 }
 }  // namespace
 

@@ -58,7 +58,8 @@ void DataParallel::build_buckets() {
   for (auto it = params.rbegin(); it != params.rend(); ++it) {
     groups.back().push_back(it->get());
     bytes += static_cast<std::size_t>((*it)->value.numel()) * sizeof(float);
-    const std::size_t limit = groups.size() == 1 ? options_.first_bucket_bytes : options_.bucket_bytes;
+    const std::size_t limit =
+        groups.size() == 1 ? options_.first_bucket_bytes : options_.bucket_bytes;
     if (bytes >= limit && std::next(it) != params.rend()) {
       groups.emplace_back();
       bytes = 0;

@@ -5,9 +5,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <thread>
 #include <cstdlib>
 #include <exception>
+#include <thread>
 
 #include "syncbn/dist/mpi_communicator.h"
 #include "syncbn/error.h"

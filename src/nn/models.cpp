@@ -24,23 +24,28 @@ struct NormName {
   NormKind kind;
   const char* name;
 };
-constexpr NormName kNormNames[] = {{NormKind::kNone, "none"},     {NormKind::kBatch, "bn"},
+constexpr NormName kNormNames[] = {{NormKind::kNone, "none"},        {NormKind::kBatch, "bn"},
                                    {NormKind::kSyncBatch, "syncbn"}, {NormKind::kGroup, "gn"},
-                                   {NormKind::kLayer, "ln"},       {NormKind::kInstance, "in"}};
+                                   {NormKind::kLayer, "ln"},         {NormKind::kInstance, "in"}};
 
 // The norm layer after a Linear of `features` outputs (input (N, features)).
 ModulePtr make_norm_1d(const ModelOptions& options, int64_t features) {
   switch (options.norm) {
-    case NormKind::kNone: return nullptr;
-    case NormKind::kBatch: return std::make_shared<BatchNorm1d>(BatchNormOptions(features));
+    case NormKind::kNone:
+      return nullptr;
+    case NormKind::kBatch:
+      return std::make_shared<BatchNorm1d>(BatchNormOptions(features));
     case NormKind::kSyncBatch:
       return std::make_shared<SyncBatchNorm>(BatchNormOptions(features), options.sync_group);
     case NormKind::kGroup:
       return std::make_shared<GroupNorm>(std::min(options.group_norm_groups, features), features);
-    case NormKind::kLayer: return std::make_shared<LayerNorm>(std::vector<int64_t>{features});
+    case NormKind::kLayer:
+      return std::make_shared<LayerNorm>(std::vector<int64_t>{features});
     case NormKind::kInstance:
-      SYNCBN_FAIL("--norm in (InstanceNorm2d) needs a convolutional model (cnn or resnet); "
-                  "model '", options.name, "' has no spatial dimensions to normalise over");
+      SYNCBN_FAIL(
+          "--norm in (InstanceNorm2d) needs a convolutional model (cnn or resnet); "
+          "model '",
+          options.name, "' has no spatial dimensions to normalise over");
   }
   return nullptr;
 }
@@ -48,13 +53,16 @@ ModulePtr make_norm_1d(const ModelOptions& options, int64_t features) {
 // The norm layer after a convolution with `channels` output channels (input (N, C, H, W)).
 ModulePtr make_norm_2d(const ModelOptions& options, int64_t channels) {
   switch (options.norm) {
-    case NormKind::kNone: return nullptr;
-    case NormKind::kBatch: return std::make_shared<BatchNorm2d>(BatchNormOptions(channels));
+    case NormKind::kNone:
+      return nullptr;
+    case NormKind::kBatch:
+      return std::make_shared<BatchNorm2d>(BatchNormOptions(channels));
     case NormKind::kSyncBatch:
       return std::make_shared<SyncBatchNorm>(BatchNormOptions(channels), options.sync_group);
     case NormKind::kGroup:
       return std::make_shared<GroupNorm>(std::min(options.group_norm_groups, channels), channels);
-    case NormKind::kLayer: return std::make_shared<GroupNorm>(1, channels);
+    case NormKind::kLayer:
+      return std::make_shared<GroupNorm>(1, channels);
     case NormKind::kInstance:
       return std::make_shared<InstanceNorm2d>(channels, 1e-5, 0.1, /*affine=*/true);
   }
@@ -73,7 +81,8 @@ std::shared_ptr<Sequential> make_mlp(const ModelOptions& o) {
     model->add(std::make_shared<ReLU>());
     features = width;
   }
-  model->add(std::make_shared<Linear>(features, o.num_classes, true, derive_seed(o.seed, ++stream)));
+  model->add(
+      std::make_shared<Linear>(features, o.num_classes, true, derive_seed(o.seed, ++stream)));
   return model;
 }
 
@@ -117,8 +126,8 @@ std::shared_ptr<Sequential> make_resnet(const ModelOptions& o) {
     auto layer = std::make_shared<Sequential>();
     layer->add(std::make_shared<Residual>(channels, stage.out, stage.stride, norm,
                                           derive_seed(o.seed, ++stream)));
-    layer->add(std::make_shared<Residual>(stage.out, stage.out, 1, norm,
-                                          derive_seed(o.seed, ++stream)));
+    layer->add(
+        std::make_shared<Residual>(stage.out, stage.out, 1, norm, derive_seed(o.seed, ++stream)));
     model->add(stage.name, layer);
     channels = stage.out;
   }

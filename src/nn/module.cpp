@@ -54,8 +54,9 @@ std::vector<NamedBuffer> Module::state_dict() const {
   // torch orders each module's own parameters, then its buffers, then recurses into children.
   std::vector<NamedBuffer> out;
   std::function<void(const Module&, const std::string&)> visit = [&](const Module& m,
-                                                                      const std::string& prefix) {
-    for (const auto& [name, param] : m.parameters_) out.emplace_back(join(prefix, name), param->value);
+                                                                     const std::string& prefix) {
+    for (const auto& [name, param] : m.parameters_)
+      out.emplace_back(join(prefix, name), param->value);
     for (const auto& [name, buffer] : m.buffers_) out.emplace_back(join(prefix, name), buffer);
     for (const auto& [name, child] : m.children_) visit(*child, join(prefix, name));
   };

@@ -11,8 +11,7 @@ namespace syncbn::nn {
 Residual::Residual(int64_t in_channels, int64_t out_channels, int64_t stride,
                    const NormFactory& make_norm, uint64_t seed) {
   const bool has_norm = make_norm(out_channels) != nullptr;
-  auto conv = [&](int64_t in, int64_t out, int64_t kernel, int64_t s,
-                  uint64_t stream) {
+  auto conv = [&](int64_t in, int64_t out, int64_t kernel, int64_t s, uint64_t stream) {
     // A bias before a norm layer is redundant (the norm's shift absorbs it), as in torchvision.
     return std::make_shared<Conv2d>(
         Conv2dOptions(in, out, kernel).stride(s).padding(kernel / 2).bias(!has_norm),

@@ -26,14 +26,12 @@ void SyncBatchNorm::reduce_forward_stats(double* packed, int64_t channels) {
   // Evaluation without running statistics normalises with local batch statistics, as PyTorch's
   // SyncBatchNorm does: no collective outside training.
   if (!is_training() || group_->size() == 1) return;
-  group_->allreduce_sum(packed, 2 * channels + 1, dist::DataType::kFloat64,
-                        packed_->device);
+  group_->allreduce_sum(packed, 2 * channels + 1, dist::DataType::kFloat64, packed_->device);
 }
 
 void SyncBatchNorm::reduce_backward_stats(double* packed, int64_t channels) {
   if (!is_training() || group_->size() == 1) return;
-  group_->allreduce_sum(packed, 2 * channels, dist::DataType::kFloat64,
-                        packed_->device);
+  group_->allreduce_sum(packed, 2 * channels, dist::DataType::kFloat64, packed_->device);
 }
 
 ModulePtr convert_sync_batchnorm(ModulePtr module, std::shared_ptr<dist::Communicator> group) {

@@ -11,8 +11,8 @@ Device common_device(const char* op, std::initializer_list<const Tensor*> tensor
       device = t->device();
       found = true;
     } else {
-      SYNCBN_CHECK(t->device() == device, op, ": tensors on different devices (",
-                   device.str(), " and ", t->device().str(), ")");
+      SYNCBN_CHECK(t->device() == device, op, ": tensors on different devices (", device.str(),
+                   " and ", t->device().str(), ")");
     }
   }
   return device;

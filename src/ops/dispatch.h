@@ -22,11 +22,11 @@ Device common_device(const char* op, std::initializer_list<const Tensor*> tensor
 #endif
 
 // SYNCBN_DISPATCH(device, kernel, args...) calls cpu::kernel(args...) or cuda::kernel(args...).
-#define SYNCBN_DISPATCH(device, kernel, ...)           \
-  do {                                                 \
-    if ((device).is_cuda()) {                          \
-      SYNCBN_CUDA_KERNEL_CALL(kernel, __VA_ARGS__);    \
-    } else {                                           \
-      ::syncbn::cpu::kernel(__VA_ARGS__);              \
-    }                                                  \
+#define SYNCBN_DISPATCH(device, kernel, ...)        \
+  do {                                              \
+    if ((device).is_cuda()) {                       \
+      SYNCBN_CUDA_KERNEL_CALL(kernel, __VA_ARGS__); \
+    } else {                                        \
+      ::syncbn::cpu::kernel(__VA_ARGS__);           \
+    }                                               \
   } while (0)

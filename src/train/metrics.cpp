@@ -66,9 +66,9 @@ void ProgressBar::update(int64_t step, double loss, double accuracy, double imag
   for (int i = 0; i < filled; ++i) bar[i] = '=';
   if (filled < kWidth) bar[filled] = '>';
   std::fprintf(stderr, "\repoch %lld/%lld [%s] %lld/%lld  loss %.4f  acc %.2f%%  %.0f img/s ",
-               static_cast<long long>(epoch_), static_cast<long long>(total_epochs_),
-               bar.c_str(), static_cast<long long>(step), static_cast<long long>(total_steps_),
-               loss, 100 * accuracy, images_per_second);
+               static_cast<long long>(epoch_), static_cast<long long>(total_epochs_), bar.c_str(),
+               static_cast<long long>(step), static_cast<long long>(total_steps_), loss,
+               100 * accuracy, images_per_second);
   std::fflush(stderr);
 }
 

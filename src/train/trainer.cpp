@@ -3,8 +3,8 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 #include <type_traits>
 
@@ -45,7 +45,8 @@ struct Data {
 
 Data load_data(const TrainConfig& c) {
   if (c.dataset == "fashion-mnist") {
-    return {data::load_fashion_mnist(c.data_dir, true), data::load_fashion_mnist(c.data_dir, false)};
+    return {data::load_fashion_mnist(c.data_dir, true),
+            data::load_fashion_mnist(c.data_dir, false)};
   }
   data::SyntheticOptions o;
   o.samples = c.synthetic_samples;
@@ -93,12 +94,15 @@ EvalResult evaluate(nn::Module& model, const data::Dataset& test, dist::Communic
   const auto [begin, end] = data::shard_range(test.size(), world.size(), world.rank());
   nn::CrossEntropyLoss criterion;
   double totals[3] = {0, 0, 0};
-  data::for_each_chunk(test, begin, end, chunk, [&](const data::Batch& batch) {
-    const double loss = criterion.forward(model.forward(batch.images), batch.labels);
-    totals[0] += loss * static_cast<double>(batch.size());
-    totals[1] += static_cast<double>(criterion.correct());
-    totals[2] += static_cast<double>(batch.size());
-  }, device);
+  data::for_each_chunk(
+      test, begin, end, chunk,
+      [&](const data::Batch& batch) {
+        const double loss = criterion.forward(model.forward(batch.images), batch.labels);
+        totals[0] += loss * static_cast<double>(batch.size());
+        totals[1] += static_cast<double>(criterion.correct());
+        totals[2] += static_cast<double>(batch.size());
+      },
+      device);
   world.allreduce_sum(totals, 3, dist::DataType::kFloat64);
   model.train();
   return {totals[0] / std::max(1.0, totals[2]), totals[1] / std::max(1.0, totals[2])};
@@ -164,16 +168,18 @@ void TrainConfig::validate() const {
   nn::parse_norm_kind(norm);
   nn::parse_init_scheme(init);
   optim::parse_schedule_kind(schedule);
-  SYNCBN_CHECK(device == "auto" || device == "cpu" || device == "cuda",
-               "unknown device '", device, "': expected auto, cpu or cuda");
+  SYNCBN_CHECK(device == "auto" || device == "cpu" || device == "cuda", "unknown device '", device,
+               "': expected auto, cpu or cuda");
 }
 
 Device resolve_device(const std::string& name, int local_rank) {
   const int gpus = cuda_device_count();
   if (name == "cpu" || (name == "auto" && gpus == 0)) return Device::cpu();
-  SYNCBN_CHECK(cuda_compiled(), "--device cuda: this build has no CUDA backend (no CUDA toolkit "
+  SYNCBN_CHECK(cuda_compiled(),
+               "--device cuda: this build has no CUDA backend (no CUDA toolkit "
                "was found at configure time)");
-  SYNCBN_CHECK(gpus > 0, "--device cuda: no CUDA device is visible (check the driver and "
+  SYNCBN_CHECK(gpus > 0,
+               "--device cuda: no CUDA device is visible (check the driver and "
                "CUDA_VISIBLE_DEVICES)");
   return Device::cuda(local_rank % gpus);
 }
@@ -196,7 +202,8 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   model_options.num_classes = data.train.num_classes;
   model_options.seed = config.seed;
   const std::shared_ptr<dist::Communicator> comm = device_communicator(world, device);
-  if (model_options.norm == nn::NormKind::kSyncBatch) model_options.sync_group = sync_group(config, comm);
+  if (model_options.norm == nn::NormKind::kSyncBatch)
+    model_options.sync_group = sync_group(config, comm);
   std::shared_ptr<nn::Module> model = nn::make_model(model_options);
   nn::initialize(*model, nn::parse_init_scheme(config.init), config.seed);
   model->to(device);
@@ -229,12 +236,13 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   schedule.warmup_epochs = config.warmup_epochs;
 
   if (leader) {
-    std::printf("syncbn-train: %s + %s on %s, %d rank(s) on %s, batch %lld per rank = global "
-                "batch %lld, %lld steps/epoch, lr %.4g\n",
-                config.model.c_str(), config.norm.c_str(), data.train.name.c_str(), world->size(),
-                device.is_cpu() ? "cpu" : "cuda",
-                static_cast<long long>(config.batch_size), static_cast<long long>(global_batch),
-                static_cast<long long>(steps_per_epoch), sgd_options.lr);
+    std::printf(
+        "syncbn-train: %s + %s on %s, %d rank(s) on %s, batch %lld per rank = global "
+        "batch %lld, %lld steps/epoch, lr %.4g\n",
+        config.model.c_str(), config.norm.c_str(), data.train.name.c_str(), world->size(),
+        device.is_cpu() ? "cpu" : "cuda", static_cast<long long>(config.batch_size),
+        static_cast<long long>(global_batch), static_cast<long long>(steps_per_epoch),
+        sgd_options.lr);
     std::fflush(stdout);
   }
 

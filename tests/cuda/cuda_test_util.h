@@ -12,9 +12,9 @@
 #include "syncbn/tensor.h"
 
 // First statement of every GPU test: CI has no GPU, so these skip there with the reason.
-#define SYNCBN_REQUIRE_CUDA()                                                        \
-  do {                                                                               \
-    if (::syncbn::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";        \
+#define SYNCBN_REQUIRE_CUDA()                                                 \
+  do {                                                                        \
+    if (::syncbn::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
 
 namespace syncbn::testing {

@@ -155,9 +155,9 @@ TEST(DataParallelTest, NoSyncAccumulatesAndTheNextBackwardAveragesTheSum) {
     const auto labels = random_labels(total, classes, 400 + micro);
     // Reference: every rank's micro-batch, gradients summed, then divided by P at the end.
     for (int r = 0; r < comm->size(); ++r) {
-      loss.forward(reference->forward(rows(x, r * per_rank, per_rank)),
-                   std::vector<int32_t>(labels.begin() + r * per_rank,
-                                        labels.begin() + (r + 1) * per_rank));
+      loss.forward(
+          reference->forward(rows(x, r * per_rank, per_rank)),
+          std::vector<int32_t>(labels.begin() + r * per_rank, labels.begin() + (r + 1) * per_rank));
       reference->backward(loss.backward());
     }
     const int64_t begin = comm->rank() * per_rank;

@@ -51,8 +51,7 @@ inline Tensor summed(Communicator& comm, const Tensor& t) {
 
 // One layer under test: `group` synchronises ranks whose local batches are `sizes[rank]`
 // (indexed by rank within the group); the reference runs the group's concatenated batch.
-inline void check_against_concatenated_batch(Communicator& group,
-                                             const std::vector<int64_t>& sizes,
+inline void check_against_concatenated_batch(Communicator& group, const std::vector<int64_t>& sizes,
                                              std::optional<double> momentum, bool affine,
                                              uint64_t seed, Device device = Device::cpu()) {
   const int64_t channels = 3, height = 4, width = 5;

@@ -39,8 +39,8 @@ TEST(SyncBatchNormCudaTest, GroupsOfTwoConsecutiveRanksMatchTheirGroupsConcatena
   SYNCBN_REQUIRE_CUDA();
   auto comm = dist::MpiCommunicator::world();
   auto group = comm->split(comm->rank() / 2, comm->rank());
-  const std::vector<int64_t> sizes = group->size() == 2 ? std::vector<int64_t>{6, 1}
-                                                         : std::vector<int64_t>{3};
+  const std::vector<int64_t> sizes =
+      group->size() == 2 ? std::vector<int64_t>{6, 1} : std::vector<int64_t>{3};
   check_against_concatenated_batch(*group, sizes, 0.1, true, 10 + comm->rank() / 2,
                                    rank_device(*comm));
 }

@@ -10,21 +10,21 @@
 #include <numeric>
 #include <vector>
 
+#include "sync_batch_norm_check.h"
 #include "syncbn/dist/mpi_communicator.h"
 #include "syncbn/error.h"
 #include "syncbn/nn/batch_norm.h"
 #include "syncbn/nn/sequential.h"
-#include "sync_batch_norm_check.h"
 #include "unit/gradcheck.h"
 
 namespace syncbn::nn {
 namespace {
 
 using dist::Communicator;
+using syncbn::testing::random_tensor;
 using testing::check_against_concatenated_batch;
 using testing::rows;
 using testing::uneven_sizes;
-using syncbn::testing::random_tensor;
 
 std::shared_ptr<Communicator> world() { return dist::MpiCommunicator::world(); }
 
@@ -48,8 +48,8 @@ TEST(SyncBatchNormTest, GroupsOfTwoConsecutiveRanksMatchTheirGroupsConcatenatedB
   auto group = comm->split(comm->rank() / 2, comm->rank());
   ASSERT_EQ(group->size(), std::min(2, comm->size() - (comm->rank() / 2) * 2));
   // Each group sees different data (seed by group) and uneven sizes.
-  const std::vector<int64_t> sizes = group->size() == 2 ? std::vector<int64_t>{6, 1}
-                                                         : std::vector<int64_t>{3};
+  const std::vector<int64_t> sizes =
+      group->size() == 2 ? std::vector<int64_t>{6, 1} : std::vector<int64_t>{3};
   check_against_concatenated_batch(*group, sizes, 0.1, true, 10 + comm->rank() / 2);
 }
 

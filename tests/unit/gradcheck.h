@@ -15,7 +15,8 @@
 
 namespace syncbn::testing {
 
-inline Tensor random_tensor(const Shape& shape, uint64_t seed, float std = 1.0f, float mean = 0.0f) {
+inline Tensor random_tensor(const Shape& shape, uint64_t seed, float std = 1.0f,
+                            float mean = 0.0f) {
   Generator gen(seed);
   std::vector<float> values(static_cast<std::size_t>(shape_numel(shape)));
   for (auto& v : values) v = gen.normal(mean, std);
@@ -69,7 +70,8 @@ inline void check_gradients(nn::Module& module, const Tensor& x_in, double h = 1
 
   for (auto& [name, param] : module.named_parameters()) {
     std::vector<double> expected(static_cast<std::size_t>(param->value.numel()));
-    for (int64_t i = 0; i < param->value.numel(); ++i) expected[i] = numeric(param->value.data() + i);
+    for (int64_t i = 0; i < param->value.numel(); ++i)
+      expected[i] = numeric(param->value.data() + i);
     expect_close(param->grad.to_vector(), expected, rtol, atol, module.type_name() + " " + name);
   }
 }

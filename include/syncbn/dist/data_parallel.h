@@ -28,8 +28,8 @@ struct DataParallelOptions {
 
 // Timing of the last synchronised backward, for the overlap benchmark.
 struct OverlapStats {
-  double backward_seconds = 0;      // model backward, hooks and launches included
-  double finish_wait_seconds = 0;   // blocked in finish() on allreduces still in flight
+  double backward_seconds = 0;     // model backward, hooks and launches included
+  double finish_wait_seconds = 0;  // blocked in finish() on allreduces still in flight
   int64_t buckets = 0;
   int64_t bytes = 0;
 };
@@ -82,7 +82,9 @@ class DataParallel {
 // RAII gradient accumulation: `{ NoSync guard(ddp); ddp.backward(dy); }` as torch's no_sync().
 class NoSync {
  public:
-  explicit NoSync(DataParallel& ddp) : ddp_(ddp), previous_(ddp.sync_enabled()) { ddp.set_sync(false); }
+  explicit NoSync(DataParallel& ddp) : ddp_(ddp), previous_(ddp.sync_enabled()) {
+    ddp.set_sync(false);
+  }
   ~NoSync() { ddp_.set_sync(previous_); }
   NoSync(const NoSync&) = delete;
   NoSync& operator=(const NoSync&) = delete;

@@ -26,7 +26,7 @@ struct TrainConfig {
   int64_t synthetic_classes = 10;
   std::vector<int64_t> synthetic_shape = {1, 28, 28};
   int64_t epochs = 1;
-  int64_t steps = 0;  // cap on optimizer steps over the whole run; 0 = no cap
+  int64_t steps = 0;        // cap on optimizer steps over the whole run; 0 = no cap
   int64_t batch_size = 64;  // per rank
   double lr = 0.02;
   bool scale_lr = false;  // lr = lr * global_batch / 256

@@ -37,17 +37,20 @@ void expect_error(const std::string& args, const std::string& message) {
   EXPECT_NE(run.exit_code, 0) << args << "\n" << run.output;
   EXPECT_LT(run.exit_code, 124) << "timed out or crashed: " << args << "\n" << run.output;
   EXPECT_NE(run.output.find(message), std::string::npos)
-      << "expected '" << message << "' for: " << args << "\n" << run.output;
+      << "expected '" << message << "' for: " << args << "\n"
+      << run.output;
 }
 
 void write_u32(std::string& out, uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xFF));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((v >> shift) & 0xFF));
 }
 
 void write_gz(const fs::path& path, const std::string& bytes) {
   gzFile f = gzopen(path.c_str(), "wb");
   ASSERT_NE(f, nullptr);
-  ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
+  ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())),
+            static_cast<int>(bytes.size()));
   gzclose(f);
 }
 
@@ -55,7 +58,8 @@ void write_gz(const fs::path& path, const std::string& bytes) {
 fs::path make_data_dir(const std::string& name, uint32_t images, uint32_t labels,
                        uint32_t image_magic = 0x803, uint32_t rows = 28, uint32_t cols = 28,
                        std::size_t truncate_images_to = 0) {
-  const fs::path dir = fs::temp_directory_path() / ("syncbn_cli_" + name + std::to_string(getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("syncbn_cli_" + name + std::to_string(getpid()));
   fs::create_directories(dir);
   for (const char* prefix : {"train", "t10k"}) {
     std::string image_bytes;
@@ -124,11 +128,13 @@ TEST(TrainCliTest, MissingConfigFileIsRejected) {
 }
 
 TEST(TrainCliTest, ConfigFileIsReadAndTheCommandLineWins) {
-  const fs::path cfg = fs::temp_directory_path() / ("syncbn_cli_" + std::to_string(getpid()) + ".cfg");
+  const fs::path cfg =
+      fs::temp_directory_path() / ("syncbn_cli_" + std::to_string(getpid()) + ".cfg");
   std::ofstream(cfg) << "model = mlp\nnorm = gn\nbatch-size = 0\n";
   // The file's batch-size 0 would be an error; the command line's 16 wins.
-  const ProcessResult run = run_train("--config " + cfg.string() +
-                            " --batch-size 16 --dataset synthetic --synthetic-samples 64 --steps 2");
+  const ProcessResult run =
+      run_train("--config " + cfg.string() +
+                " --batch-size 16 --dataset synthetic --synthetic-samples 64 --steps 2");
   EXPECT_EQ(run.exit_code, 0) << run.output;
   EXPECT_NE(run.output.find("mlp + gn"), std::string::npos) << run.output;
   std::ofstream(cfg) << "batch-size = 0\n";
@@ -139,18 +145,19 @@ TEST(TrainCliTest, ConfigFileIsReadAndTheCommandLineWins) {
 TEST(TrainCliTest, SyntheticRunWritesMetricsAndCheckpoint) {
   const fs::path dir = fs::temp_directory_path() / ("syncbn_cli_run" + std::to_string(getpid()));
   fs::create_directories(dir);
-  const ProcessResult run = run_train("--dataset synthetic --synthetic-samples 256 --batch-size 32 --epochs 2 "
-                            "--model cnn --norm bn --synthetic-shape 1,12,12 --metrics " + (dir / "m.jsonl").string() +
-                            " --save " + (dir / "w.safetensors").string());
+  const ProcessResult run = run_train(
+      "--dataset synthetic --synthetic-samples 256 --batch-size 32 --epochs 2 "
+      "--model cnn --norm bn --synthetic-shape 1,12,12 --metrics " +
+      (dir / "m.jsonl").string() + " --save " + (dir / "w.safetensors").string());
   ASSERT_EQ(run.exit_code, 0) << run.output;
   std::ifstream metrics(dir / "m.jsonl");
   std::string line;
   int lines = 0;
   while (std::getline(metrics, line)) {
     ++lines;
-    for (const char* key : {"\"epoch\"", "\"step\"", "\"train_loss\"", "\"train_accuracy\"",
-                            "\"test_loss\"", "\"test_accuracy\"", "\"images_per_second\"",
-                            "\"seconds\""}) {
+    for (const char* key :
+         {"\"epoch\"", "\"step\"", "\"train_loss\"", "\"train_accuracy\"", "\"test_loss\"",
+          "\"test_accuracy\"", "\"images_per_second\"", "\"seconds\""}) {
       EXPECT_NE(line.find(key), std::string::npos) << key << " missing in " << line;
     }
   }

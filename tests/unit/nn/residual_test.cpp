@@ -3,12 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "gradcheck.h"
-#include "syncbn/nn/batch_norm.h"
-#include "syncbn/nn/group_norm.h"
-#include "syncbn/nn/sequential.h"
 #include "syncbn/nn/activation.h"
-#include "syncbn/nn/linear.h"
+#include "syncbn/nn/batch_norm.h"
 #include "syncbn/nn/flatten.h"
+#include "syncbn/nn/group_norm.h"
+#include "syncbn/nn/linear.h"
+#include "syncbn/nn/sequential.h"
 
 namespace syncbn::nn {
 namespace {
@@ -34,7 +34,8 @@ TEST(ResidualTest, ProjectionShortcutBackwardMatchesFiniteDifferences) {
 }
 
 TEST(ResidualTest, BatchNormBlockBackwardMatchesFiniteDifferences) {
-  Residual block(3, 4, 2, [](int64_t c) { return std::make_shared<BatchNorm2d>(BatchNormOptions(c)); }, 5);
+  Residual block(
+      3, 4, 2, [](int64_t c) { return std::make_shared<BatchNorm2d>(BatchNormOptions(c)); }, 5);
   check_gradients(block, random_tensor({3, 3, 5, 5}, 6), 1e-3);
 }
 
@@ -51,15 +52,28 @@ TEST(ResidualTest, IdentityBlockWithZeroResidualBranchIsReluOfInput) {
 }
 
 TEST(ResidualTest, ChildNamesFollowTorchvisionBasicBlock) {
-  Residual block(3, 6, 2, [](int64_t c) { return std::make_shared<BatchNorm2d>(BatchNormOptions(c)); }, 1);
+  Residual block(
+      3, 6, 2, [](int64_t c) { return std::make_shared<BatchNorm2d>(BatchNormOptions(c)); }, 1);
   std::vector<std::string> names;
   for (const auto& [name, tensor] : block.state_dict()) names.push_back(name);
-  const std::vector<std::string> expected = {
-      "conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
-      "bn1.num_batches_tracked", "conv2.weight", "bn2.weight", "bn2.bias", "bn2.running_mean",
-      "bn2.running_var", "bn2.num_batches_tracked", "downsample.0.weight", "downsample.1.weight",
-      "downsample.1.bias", "downsample.1.running_mean", "downsample.1.running_var",
-      "downsample.1.num_batches_tracked"};
+  const std::vector<std::string> expected = {"conv1.weight",
+                                             "bn1.weight",
+                                             "bn1.bias",
+                                             "bn1.running_mean",
+                                             "bn1.running_var",
+                                             "bn1.num_batches_tracked",
+                                             "conv2.weight",
+                                             "bn2.weight",
+                                             "bn2.bias",
+                                             "bn2.running_mean",
+                                             "bn2.running_var",
+                                             "bn2.num_batches_tracked",
+                                             "downsample.0.weight",
+                                             "downsample.1.weight",
+                                             "downsample.1.bias",
+                                             "downsample.1.running_mean",
+                                             "downsample.1.running_var",
+                                             "downsample.1.num_batches_tracked"};
   EXPECT_EQ(names, expected);
 }
 
