@@ -66,6 +66,8 @@ expect_error() {
 root=""
 [[ "$(id -u)" == 0 ]] && root=" --allow-run-as-root"
 mca="--mca pml ob1 --mca btl self,vader,tcp"
+# Oversubscribed ranks yield their core while waiting in MPI.
+yield="--mca mpi_yield_when_idle 1"
 slurm_mca="OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader,tcp"
 many=100000   # more ranks than any machine has cores
 
@@ -78,9 +80,12 @@ expect_cmd "local -np 1" "mpirun -np 1$root $mca -x PATH ./prog" -- -np 1 -- ./p
 expect_cmd "local -n and no --" "mpirun -np 1$root $mca -x PATH prog" -- -n 1 prog
 expect_cmd "local -np=1" "mpirun -np 1$root $mca -x PATH prog" -- -np=1 -- prog
 expect_cmd "local, more ranks than cores" \
-  "mpirun -np $many$root --oversubscribe --bind-to none $mca -x PATH prog" -- -np $many -- prog
+  "mpirun -np $many$root --oversubscribe --bind-to none $mca $yield -x PATH prog" -- -np $many -- prog
 expect_cmd "--oversubscribe asked" \
-  "mpirun -np 1$root --oversubscribe --bind-to none $mca -x PATH prog" -- -np 1 --oversubscribe -- prog
+  "mpirun -np 1$root --oversubscribe --bind-to none $mca $yield -x PATH prog" -- -np 1 --oversubscribe -- prog
+expect_cmd "--oversubscribe with the user's mpi_yield_when_idle" \
+  "mpirun -np 1$root --oversubscribe --bind-to none $mca --mca mpi_yield_when_idle 0 -x PATH prog" \
+  -- -np 1 --oversubscribe --mca mpi_yield_when_idle 0 -- prog
 expect_cmd "local --gpus-per-node" "mpirun -np 1$root --map-by ppr:1:node $mca -x PATH prog" \
   -- -np 1 --gpus-per-node 1 -- prog
 expect_error "local --gpus-per-node, too many ranks" "needs 2 nodes, 1 given" -- -np 2 --gpus-per-node 1 -- prog
@@ -88,7 +93,7 @@ expect_error "local --gpus-per-node, too many ranks" "needs 2 nodes, 1 given" --
 # ---- -H -------------------------------------------------------------------------------------------
 expect_cmd "-H" "mpirun -np 4$root -H node1:2,node2:2 $mca -x PATH prog" -- -np 4 -H node1:2,node2:2 -- prog
 expect_cmd "-H, more ranks than slots" \
-  "mpirun -np 5$root -H node1:2,node2:2 --oversubscribe --bind-to none $mca -x PATH prog" \
+  "mpirun -np 5$root -H node1:2,node2:2 --oversubscribe --bind-to none $mca $yield -x PATH prog" \
   -- -np 5 -H node1:2,node2:2 -- prog
 expect_cmd "-H without slots, -np from the slots" "mpirun -np 2$root -H a:1,10.0.0.2:1 $mca -x PATH prog" \
   -- -H a,10.0.0.2 -- prog
@@ -110,13 +115,13 @@ EOF
 expect_cmd "hostfile, -np from the slots" "mpirun -np 9$root --hostfile $work/hosts.txt $mca -x PATH prog" \
   -- --hostfile "$work/hosts.txt" -- prog
 expect_cmd "hostfile, more ranks than slots" \
-  "mpirun -np 10$root --hostfile $work/hosts.txt --oversubscribe --bind-to none $mca -x PATH prog" \
+  "mpirun -np 10$root --hostfile $work/hosts.txt --oversubscribe --bind-to none $mca $yield -x PATH prog" \
   -- -np 10 --hostfile "$work/hosts.txt" -- prog
 expect_cmd "hostfile --gpus-per-node" \
   "mpirun -np 8$root --hostfile $work/hosts.txt --map-by ppr:4:node $mca -x PATH prog" \
   -- -np 8 --hostfile "$work/hosts.txt" --gpus-per-node 4 -- prog
 expect_cmd "hostfile --gpus-per-node above a used node's slots" \
-  "mpirun -np 9$root --hostfile $work/hosts.txt --map-by ppr:3:node --oversubscribe --bind-to none $mca -x PATH prog" \
+  "mpirun -np 9$root --hostfile $work/hosts.txt --map-by ppr:3:node --oversubscribe --bind-to none $mca $yield -x PATH prog" \
   -- -np 9 --hostfile "$work/hosts.txt" --gpus-per-node 3 -- prog
 expect_error "hostfile --gpus-per-node, too few nodes" "-np 16 with --gpus-per-node 4 needs 4 nodes, 3 given" \
   -- -np 16 --hostfile "$work/hosts.txt" --gpus-per-node 4 -- prog
