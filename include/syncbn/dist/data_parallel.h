@@ -34,6 +34,8 @@ struct OverlapStats {
   int64_t bytes = 0;
 };
 
+// Move the model to its device (Module::to) before wrapping it: the gradients become views
+// into buckets on that device.
 class DataParallel {
  public:
   DataParallel(std::shared_ptr<nn::Module> model, std::shared_ptr<Communicator> comm,
