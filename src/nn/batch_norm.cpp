@@ -143,9 +143,12 @@ void BatchNorm::compute_batch_stats(const Tensor& x) {
   const Tensor shift = track ? own_buffer("running_mean") : Tensor();
   double* packed = packed_stats();
   ops::batch_norm_stats(x, shift, packed);
-  reduce_forward_stats(packed, c);
-  device_copy(&total_count_, Device::cpu(), packed + 2 * c, x.device(), sizeof(double));
-  check_count(x.shape(), static_cast<double>(ops::batch_norm_layout(x).count()), total_count_);
+  const double local_count = static_cast<double>(ops::batch_norm_layout(x).count());
+  total_count_ = local_count;
+  if (reduce_forward_stats(packed, c)) {
+    device_copy(&total_count_, Device::cpu(), packed + 2 * c, x.device(), sizeof(double));
+  }
+  check_count(x.shape(), local_count, total_count_);
 
   if (is_training() && track) {
     ops::RunningStats running{own_buffer("running_mean"), own_buffer("running_var"),

@@ -22,11 +22,12 @@ void SyncBatchNorm::check_input_dim(const Tensor& x) const {
   BatchNorm::check_input_dim(x);
 }
 
-void SyncBatchNorm::reduce_forward_stats(double* packed, int64_t channels) {
+bool SyncBatchNorm::reduce_forward_stats(double* packed, int64_t channels) {
   // Evaluation without running statistics normalises with local batch statistics, as PyTorch's
   // SyncBatchNorm does: no collective outside training.
-  if (!is_training() || group_->size() == 1) return;
+  if (!is_training() || group_->size() == 1) return false;
   group_->allreduce_sum(packed, 2 * channels + 1, dist::DataType::kFloat64, packed_->device);
+  return true;
 }
 
 void SyncBatchNorm::reduce_backward_stats(double* packed, int64_t channels) {

@@ -83,7 +83,9 @@ class BatchNorm : public Module {
   // its group. Called on every training step, also with an empty local batch (zeros), so that
   // every rank joins the collective. Both buffers live on the input's device.
   //   packed = [s1(C), s2(C), count], 2C+1 doubles; afterwards it must hold the group totals.
-  virtual void reduce_forward_stats(double* /*packed*/, int64_t /*channels*/) {}
+  // Returns whether it changed them: only then is the total count read back from `packed`
+  // (a device-to-host copy, which a local batch norm on the GPU need not wait for).
+  virtual bool reduce_forward_stats(double* /*packed*/, int64_t /*channels*/) { return false; }
   //   packed = [sum_dy(C), sum_dy_xhat(C)], 2C doubles; afterwards the group totals.
   virtual void reduce_backward_stats(double* /*packed*/, int64_t /*channels*/) {}
 

@@ -30,7 +30,7 @@ class SyncBatchNorm : public BatchNorm {
 
  protected:
   void check_input_dim(const Tensor& x) const override;
-  void reduce_forward_stats(double* packed, int64_t channels) override;
+  bool reduce_forward_stats(double* packed, int64_t channels) override;
   void reduce_backward_stats(double* packed, int64_t channels) override;
 
  private:

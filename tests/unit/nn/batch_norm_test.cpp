@@ -543,9 +543,10 @@ class TwoIdenticalRanksBatchNorm2d : public nn::BatchNorm2d {
   std::vector<std::vector<double>> forward_packed_seen, backward_packed_seen;
 
  protected:
-  void reduce_forward_stats(double* packed, int64_t channels) override {
+  bool reduce_forward_stats(double* packed, int64_t channels) override {
     forward_packed_seen.emplace_back(packed, packed + 2 * channels + 1);
     for (int64_t i = 0; i < 2 * channels + 1; ++i) packed[i] *= 2.0;
+    return true;
   }
   void reduce_backward_stats(double* packed, int64_t channels) override {
     backward_packed_seen.emplace_back(packed, packed + 2 * channels);
@@ -627,9 +628,10 @@ class EmptyRankBatchNorm2d : public nn::BatchNorm2d {
   std::vector<std::vector<double>> forward_packed_seen, backward_packed_seen;
 
  protected:
-  void reduce_forward_stats(double* packed, int64_t channels) override {
+  bool reduce_forward_stats(double* packed, int64_t channels) override {
     forward_packed_seen.emplace_back(packed, packed + 2 * channels + 1);
     for (int64_t i = 0; i < 2 * channels + 1; ++i) packed[i] += other_forward_[i];
+    return true;
   }
   void reduce_backward_stats(double* packed, int64_t channels) override {
     backward_packed_seen.emplace_back(packed, packed + 2 * channels);
