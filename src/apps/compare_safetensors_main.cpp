@@ -38,8 +38,11 @@ int main(int argc, char** argv) {
   }
   try {
     auto load = [](const std::string& path) {
+      std::map<std::string, std::string> metadata;
+      const auto tensors = syncbn::train::load_safetensors(path, &metadata);
+      syncbn::train::verify_integrity(tensors, metadata, path);
       std::map<std::string, syncbn::Tensor> out;
-      for (auto& [name, tensor] : syncbn::train::load_safetensors(path)) out[name] = tensor;
+      for (auto& [name, tensor] : tensors) out[name] = tensor;
       return out;
     };
     auto a = load(files[0]);

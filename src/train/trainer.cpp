@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <sstream>
 #include <type_traits>
 
@@ -303,11 +304,13 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   }
 
   if (!config.save.empty() && leader) {
-    save_safetensors(config.save, model->state_dict(),
-                     {{"model", config.model},
-                      {"norm", config.norm},
-                      {"steps", std::to_string(result.steps)},
-                      {"world_size", std::to_string(world->size())}});
+    const NamedTensors state = model->state_dict();
+    std::map<std::string, std::string> metadata = integrity_metadata(state);
+    metadata.insert({{"model", config.model},
+                     {"norm", config.norm},
+                     {"steps", std::to_string(result.steps)},
+                     {"world_size", std::to_string(world->size())}});
+    save_safetensors(config.save, state, metadata);
     std::printf("saved %s\n", config.save.c_str());
   }
   world->barrier();  // nobody exits (and tears MPI down) while rank 0 still writes

@@ -427,5 +427,24 @@ TEST_F(CheckpointTest, CudaTensorsAreSavedFromTheDevice) {
   EXPECT_EQ(net.state_dict()[0].second.to_vector(), tiny_state()[0].second.to_vector());
 }
 
+TEST(CheckpointIntegrityTest, MetadataCatchesCorruptionAndRenamedTensors) {
+  NamedTensors tensors = {{"a.weight", Tensor::from_vector({2, 2}, {1, 2, 3, 4})},
+                          {"a.bias", Tensor::from_vector({2}, {5, 6})}};
+  const auto metadata = integrity_metadata(tensors);
+  EXPECT_NO_THROW(verify_integrity(tensors, metadata, "x.safetensors"));
+  EXPECT_NO_THROW(verify_integrity(tensors, {}, "x.safetensors"));  // other writers: no claims
+
+  tensors[1].second.data()[0] = 5.5f;  // one flipped value
+  try {
+    verify_integrity(tensors, metadata, "x.safetensors");
+    FAIL() << "a changed value must fail the checksum";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("x.safetensors: checksum mismatch"), std::string::npos);
+  }
+  tensors[1].second.data()[0] = 5.0f;
+  tensors[1].first = "a.shift";
+  EXPECT_THROW(verify_integrity(tensors, metadata, "x.safetensors"), Error);
+}
+
 }  // namespace
 }  // namespace syncbn::train
