@@ -10,7 +10,8 @@ namespace syncbn::nn {
 
 Residual::Residual(int64_t in_channels, int64_t out_channels, int64_t stride,
                    const NormFactory& make_norm, uint64_t seed) {
-  const bool has_norm = make_norm(out_channels) != nullptr;
+  ModulePtr bn1 = make_norm(out_channels);
+  const bool has_norm = bn1 != nullptr;
   auto conv = [&](int64_t in, int64_t out, int64_t kernel, int64_t s, uint64_t stream) {
     // A bias before a norm layer is redundant (the norm's shift absorbs it), as in torchvision.
     return std::make_shared<Conv2d>(
@@ -18,7 +19,7 @@ Residual::Residual(int64_t in_channels, int64_t out_channels, int64_t stride,
         derive_seed(seed, stream));
   };
   main_path_.push_back(register_module("conv1", conv(in_channels, out_channels, 3, stride, 1)));
-  if (has_norm) main_path_.push_back(register_module("bn1", make_norm(out_channels)));
+  if (has_norm) main_path_.push_back(register_module("bn1", bn1));
   main_path_.push_back(register_module("relu", std::make_shared<ReLU>()));
   main_path_.push_back(register_module("conv2", conv(out_channels, out_channels, 3, 1, 2)));
   if (has_norm) main_path_.push_back(register_module("bn2", make_norm(out_channels)));
@@ -28,7 +29,7 @@ Residual::Residual(int64_t in_channels, int64_t out_channels, int64_t stride,
     if (has_norm) downsample->add(make_norm(out_channels));
     downsample_ = register_module("downsample", downsample);
   }
-  // Stateless; kept out of the children so the state_dict matches torchvision's.
+  // Not the "relu" child: each ReLU keeps the mask of its own forward for backward.
   final_relu_ = std::make_shared<ReLU>();
 }
 
