@@ -17,9 +17,9 @@
 #include <sstream>
 
 #include "cpu/blas.h"
-#include "syncbn/dist/communicator.h"
-#include "syncbn/dist/data_parallel.h"
-#include "syncbn/dist/runtime.h"
+#include "syncbn/distributed/communicator.h"
+#include "syncbn/distributed/data_parallel.h"
+#include "syncbn/distributed/runtime.h"
 #include "syncbn/error.h"
 #include "syncbn/nn/init.h"
 #include "syncbn/nn/loss.h"

@@ -28,9 +28,9 @@
 #include <vector>
 
 #include "syncbn/device.h"
-#include "syncbn/dist/communicator.h"
-#include "syncbn/dist/nccl_communicator.h"
-#include "syncbn/dist/runtime.h"
+#include "syncbn/distributed/communicator.h"
+#include "syncbn/distributed/nccl_communicator.h"
+#include "syncbn/distributed/runtime.h"
 #include "syncbn/error.h"
 
 namespace po = boost::program_options;

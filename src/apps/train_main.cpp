@@ -12,8 +12,8 @@
 #include <sstream>
 
 #include "cpu/blas.h"
-#include "syncbn/dist/communicator.h"
-#include "syncbn/dist/runtime.h"
+#include "syncbn/distributed/communicator.h"
+#include "syncbn/distributed/runtime.h"
 #include "syncbn/error.h"
 #include "syncbn/train/trainer.h"
 

@@ -1,6 +1,6 @@
 #include "syncbn/nn/sync_batch_norm.h"
 
-#include "syncbn/dist/communicator.h"
+#include "syncbn/distributed/communicator.h"
 #include "syncbn/error.h"
 
 namespace syncbn::nn {

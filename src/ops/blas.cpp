@@ -3,7 +3,7 @@
 #include "cpu/blas.h"
 #include "cpu/elementwise.h"
 #include "ops/dispatch.h"
-#if defined(SYNCBN_WITH_CUDA_KERNELS)
+#if defined(SYNCBN_WITH_CUDA)
 #include "cuda/blas.h"
 #include "cuda/elementwise.h"
 #endif

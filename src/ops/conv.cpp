@@ -2,7 +2,7 @@
 
 #include "cpu/conv.h"
 #include "ops/dispatch.h"
-#if defined(SYNCBN_WITH_CUDA_KERNELS)
+#if defined(SYNCBN_WITH_CUDA)
 #include "cuda/conv.h"
 #endif
 

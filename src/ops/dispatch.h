@@ -15,7 +15,7 @@ Device common_device(const char* op, std::initializer_list<const Tensor*> tensor
 
 }  // namespace syncbn::ops::detail
 
-#if defined(SYNCBN_WITH_CUDA_KERNELS)
+#if defined(SYNCBN_WITH_CUDA)
 #define SYNCBN_CUDA_KERNEL_CALL(kernel, ...) ::syncbn::cuda::kernel(__VA_ARGS__)
 #else
 #define SYNCBN_CUDA_KERNEL_CALL(kernel, ...) ::syncbn::ops::detail::no_cuda_kernel(#kernel)

@@ -2,7 +2,7 @@
 
 #include "cpu/loss.h"
 #include "ops/dispatch.h"
-#if defined(SYNCBN_WITH_CUDA_KERNELS)
+#if defined(SYNCBN_WITH_CUDA)
 #include "cuda/loss.h"
 #endif
 

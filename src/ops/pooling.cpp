@@ -3,7 +3,7 @@
 #include "cpu/pooling.h"
 #include "ops/conv.h"
 #include "ops/dispatch.h"
-#if defined(SYNCBN_WITH_CUDA_KERNELS)
+#if defined(SYNCBN_WITH_CUDA)
 #include "cuda/pooling.h"
 #endif
 

@@ -1,8 +1,8 @@
 // BatchNorm2d on a CUDA device against the same module on the CPU: outputs, running statistics,
 // dx and parameter gradients over a few training steps (the shift K = running_mean changes from
 // step to step), then evaluation. Needs every op group's CUDA kernels (the module path also runs
-// elementwise copies and fills), so it is built only with SYNCBN_WITH_CUDA_KERNELS.
-#if defined(SYNCBN_WITH_CUDA_KERNELS)
+// elementwise copies and fills), so it is built only with SYNCBN_WITH_CUDA.
+#if defined(SYNCBN_WITH_CUDA)
 
 #include <gtest/gtest.h>
 
@@ -104,4 +104,4 @@ TEST(BatchNormModuleCudaTest, BatchNorm2dOnCudaMatchesCpu) {
 }  // namespace
 }  // namespace syncbn
 
-#endif  // SYNCBN_WITH_CUDA_KERNELS
+#endif  // SYNCBN_WITH_CUDA

@@ -2,7 +2,7 @@
 // non-normalisation layer (Conv2d with and without bias, ReLU, MaxPool2d, AvgPool2d, Dropout,
 // GlobalAvgPool2d, Linear), CrossEntropyLoss and an SGD step. These run through the ops'
 // dispatch, so they exist only in builds where every kernel group has CUDA kernels.
-#if defined(SYNCBN_WITH_CUDA_KERNELS)
+#if defined(SYNCBN_WITH_CUDA)
 
 #include <gtest/gtest.h>
 
@@ -128,4 +128,4 @@ TEST(LayersModuleCudaTest, LinearMatchesCpuIncludingAnEmptyBatch) {
 }  // namespace
 }  // namespace syncbn
 
-#endif  // SYNCBN_WITH_CUDA_KERNELS
+#endif  // SYNCBN_WITH_CUDA

@@ -15,8 +15,8 @@
 
 #include "cuda/context.h"
 #include "cuda_test_util.h"
-#include "syncbn/dist/nccl_communicator.h"
-#include "syncbn/dist/runtime.h"
+#include "syncbn/distributed/nccl_communicator.h"
+#include "syncbn/distributed/runtime.h"
 #include "syncbn/error.h"
 #include "syncbn/random.h"
 

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "syncbn/dist/launch_env.h"
-#include "syncbn/dist/mpi_communicator.h"
-#include "syncbn/dist/runtime.h"
+#include "syncbn/distributed/launch_env.h"
+#include "syncbn/distributed/mpi_communicator.h"
+#include "syncbn/distributed/runtime.h"
 #include "syncbn/error.h"
 #include "syncbn/tensor.h"
 

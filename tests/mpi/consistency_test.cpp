@@ -1,6 +1,6 @@
 // check_consistent / check_same_signature under mpirun with P = 1..4: equal data passes, and a
 // difference on one rank throws the same message on every rank without hanging.
-#include "syncbn/dist/consistency.h"
+#include "syncbn/distributed/consistency.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "syncbn/dist/mpi_communicator.h"
+#include "syncbn/distributed/mpi_communicator.h"
 #include "syncbn/error.h"
 
 namespace syncbn::dist {

@@ -1,14 +1,14 @@
 // DataParallel under mpirun with P = 1..4 ranks: k SGD steps on P ranks of b samples (SyncBN,
 // gradients averaged in buckets) equal k steps of one process on the P*b concatenated samples
 // (local BN) - DESIGN.md section 4 - plus gradient accumulation and the model-signature check.
-#include "syncbn/dist/data_parallel.h"
+#include "syncbn/distributed/data_parallel.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-#include "syncbn/dist/communicator.h"
-#include "syncbn/dist/mpi_communicator.h"
+#include "syncbn/distributed/communicator.h"
+#include "syncbn/distributed/mpi_communicator.h"
 #include "syncbn/error.h"
 #include "syncbn/nn/init.h"
 #include "syncbn/nn/loss.h"

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "syncbn/dist/communicator.h"
+#include "syncbn/distributed/communicator.h"
 #include "syncbn/nn/batch_norm.h"
 #include "syncbn/nn/sync_batch_norm.h"
 #include "unit/gradcheck.h"

@@ -6,7 +6,7 @@
 
 #include "cuda/cuda_test_util.h"
 #include "sync_batch_norm_check.h"
-#include "syncbn/dist/mpi_communicator.h"
+#include "syncbn/distributed/mpi_communicator.h"
 
 namespace syncbn::nn {
 namespace {

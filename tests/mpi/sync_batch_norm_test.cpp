@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "sync_batch_norm_check.h"
-#include "syncbn/dist/mpi_communicator.h"
+#include "syncbn/distributed/mpi_communicator.h"
 #include "syncbn/error.h"
 #include "syncbn/nn/batch_norm.h"
 #include "syncbn/nn/sequential.h"

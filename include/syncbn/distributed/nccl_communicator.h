@@ -1,7 +1,7 @@
 #pragma once
 // The NCCL backend of Communicator: collectives on GPU memory, in CUDA stream order. No CUDA or
-// NCCL types here; the implementation is src/dist/nccl_communicator.cpp (built where CMake finds
-// NCCL; elsewhere src/dist/nccl_unavailable.cpp, whose factory throws).
+// NCCL types here; the implementation is src/distributed/nccl_communicator.cpp (built where CMake finds
+// NCCL; elsewhere src/distributed/nccl_unavailable.cpp, whose factory throws).
 //
 //   syncbn::dist::Runtime runtime;                   // MPI: rank, size, local rank
 //   auto world = runtime.world();
@@ -50,7 +50,7 @@
 #include <memory>
 #include <string>
 
-#include "syncbn/dist/communicator.h"
+#include "syncbn/distributed/communicator.h"
 
 namespace syncbn::dist {
 

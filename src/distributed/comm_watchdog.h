@@ -22,7 +22,7 @@
 #include <string>
 #include <thread>
 
-#include "syncbn/dist/communicator.h"
+#include "syncbn/distributed/communicator.h"
 
 namespace syncbn::dist {
 

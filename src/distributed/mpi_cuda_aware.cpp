@@ -1,4 +1,4 @@
-#include "syncbn/dist/cuda_aware.h"
+#include "syncbn/distributed/cuda_aware.h"
 
 // Only MPI's C API: the deprecated C++ bindings would need libmpi_cxx at link time.
 #ifndef OMPI_SKIP_MPICXX

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "syncbn/dist/communicator.h"
+#include "syncbn/distributed/communicator.h"
 
 namespace syncbn::dist {
 

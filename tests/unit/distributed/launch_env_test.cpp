@@ -1,4 +1,4 @@
-#include "syncbn/dist/launch_env.h"
+#include "syncbn/distributed/launch_env.h"
 
 #include <gtest/gtest.h>
 

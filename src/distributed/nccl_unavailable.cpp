@@ -1,5 +1,5 @@
 // Built when CMake found no NCCL (or no CUDA): the NCCL backend reports its absence.
-#include "syncbn/dist/nccl_communicator.h"
+#include "syncbn/distributed/nccl_communicator.h"
 #include "syncbn/error.h"
 
 namespace syncbn::dist {

@@ -1,11 +1,11 @@
-#include "syncbn/dist/data_parallel.h"
+#include "syncbn/distributed/data_parallel.h"
 
 #include <chrono>
 #include <iterator>
 
 #include "ops/elementwise.h"
-#include "syncbn/dist/communicator.h"
-#include "syncbn/dist/consistency.h"
+#include "syncbn/distributed/communicator.h"
+#include "syncbn/distributed/consistency.h"
 #include "syncbn/error.h"
 
 namespace syncbn::dist {

@@ -1,4 +1,4 @@
-#include "syncbn/dist/runtime.h"
+#include "syncbn/distributed/runtime.h"
 
 #include <mpi.h>
 
@@ -9,7 +9,7 @@
 #include <exception>
 #include <thread>
 
-#include "syncbn/dist/mpi_communicator.h"
+#include "syncbn/distributed/mpi_communicator.h"
 #include "syncbn/error.h"
 
 namespace syncbn::dist {

@@ -1,4 +1,4 @@
-// The NCCL backend of Communicator (semantics in include/syncbn/dist/nccl_communicator.h).
+// The NCCL backend of Communicator (semantics in include/syncbn/distributed/nccl_communicator.h).
 //
 // Streams. Blocking collectives run on the compute stream of the GPU (cuda::stream()), in program
 // order with the kernels around them: SyncBatchNorm's small allreduce needs no event at all.
@@ -14,12 +14,12 @@
 // Failure. The NCCL communicator is non-blocking (config.blocking = 0): a call may return before
 // NCCL has done its part (connecting to peers, splitting) and report ncclInProgress until then;
 // wait_for_nccl polls the communicator's state, so no call can hang in NCCL. Every collective is
-// handed to a CommWatchdog (src/dist/comm_watchdog.h) from the moment it is issued until the
+// handed to a CommWatchdog (src/distributed/comm_watchdog.h) from the moment it is issued until the
 // event recorded after it completes; on a timeout or an asynchronous NCCL error the watchdog's
 // thread aborts the NCCL communicator (which makes this rank's NCCL kernels return) and ends the
 // job with abort_job. The communicator's mutex makes that abort safe against the main thread:
 // every NCCL call on the communicator holds it, and no call holds it while waiting.
-#include "syncbn/dist/nccl_communicator.h"
+#include "syncbn/distributed/nccl_communicator.h"
 
 #include <cuda_runtime.h>
 #include <nccl.h>
@@ -51,10 +51,10 @@
 
 #include "cuda/check.h"
 #include "cuda/context.h"
-#include "dist/comm_watchdog.h"
-#include "dist/nccl_check.h"
-#include "syncbn/dist/mpi_communicator.h"
-#include "syncbn/dist/runtime.h"
+#include "distributed/comm_watchdog.h"
+#include "distributed/nccl_check.h"
+#include "syncbn/distributed/mpi_communicator.h"
+#include "syncbn/distributed/runtime.h"
 #include "syncbn/error.h"
 #include "syncbn/tensor.h"
 

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "syncbn/dist/cuda_aware.h"
-#include "syncbn/dist/nccl_communicator.h"
+#include "syncbn/distributed/cuda_aware.h"
+#include "syncbn/distributed/nccl_communicator.h"
 #include "syncbn/error.h"
 
 namespace syncbn::dist {

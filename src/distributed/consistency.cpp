@@ -1,4 +1,4 @@
-#include "syncbn/dist/consistency.h"
+#include "syncbn/distributed/consistency.h"
 
 #include <algorithm>
 #include <optional>

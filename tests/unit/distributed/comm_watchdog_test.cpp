@@ -1,4 +1,4 @@
-#include "dist/comm_watchdog.h"
+#include "distributed/comm_watchdog.h"
 
 #include <gtest/gtest.h>
 

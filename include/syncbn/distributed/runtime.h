@@ -16,7 +16,7 @@
 #include <memory>
 #include <string>
 
-#include "syncbn/dist/communicator.h"
+#include "syncbn/distributed/communicator.h"
 
 namespace syncbn::dist {
 

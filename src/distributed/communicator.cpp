@@ -1,4 +1,4 @@
-#include "syncbn/dist/communicator.h"
+#include "syncbn/distributed/communicator.h"
 
 #include <algorithm>
 #include <cstring>

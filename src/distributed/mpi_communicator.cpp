@@ -1,4 +1,4 @@
-#include "syncbn/dist/mpi_communicator.h"
+#include "syncbn/distributed/mpi_communicator.h"
 
 #include <mpi.h>
 
@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "syncbn/dist/cuda_aware.h"
+#include "syncbn/distributed/cuda_aware.h"
 #include "syncbn/error.h"
 
 namespace syncbn::dist {

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "syncbn/dist/communicator.h"
+#include "syncbn/distributed/communicator.h"
 
 namespace syncbn::dist {
 
