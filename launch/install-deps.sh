@@ -12,6 +12,7 @@ packages=(
   build-essential cmake pkg-config
   openmpi-bin libopenmpi-dev
   libboost-program-options-dev
+  nlohmann-json3-dev
   libopenblas-dev
   libgtest-dev libbenchmark-dev
   zlib1g-dev

@@ -11,12 +11,11 @@
 //   mpirun -np 4 syncbn-bench-comm [--models cnn,resnet,mlp] [--batch-size 16] [--steps 5]
 //                                  [--bucket-kib K]
 #include <boost/program_options.hpp>
-#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
 
-#include "cpu/blas.h"
+#include "syncbn/threads.h"
 #include "syncbn/distributed/communicator.h"
 #include "syncbn/distributed/data_parallel.h"
 #include "syncbn/distributed/runtime.h"
@@ -26,16 +25,12 @@
 #include "syncbn/nn/models.h"
 #include "syncbn/nn/sync_batch_norm.h"
 #include "syncbn/random.h"
+#include "util/clock.h"
 
 namespace po = boost::program_options;
 using namespace syncbn;
 
 namespace {
-
-double now_seconds() {
-  using Clock = std::chrono::steady_clock;
-  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
-}
 
 struct SyncBnShape {
   int64_t layers = 0, channel_sum = 0;
@@ -186,7 +181,7 @@ int main(int argc, char** argv) {
     }
     SYNCBN_CHECK(batch > 0 && steps > 0 && threads > 0,
                  "batch-size, steps and threads must be positive");
-    cpu::set_num_threads(threads);
+    set_num_threads(threads);
     if (world->rank() == 0) {
       std::printf("# one training step per rank; bytes are payload bytes per rank per step\n");
       std::printf("%-7s %3s %6s %9s %11s %11s %11s %8s %12s %9s %9s %9s %8s\n", "model", "P", "BNs",

@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <boost/program_options.hpp>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +31,7 @@
 #include "syncbn/distributed/nccl_communicator.h"
 #include "syncbn/distributed/runtime.h"
 #include "syncbn/error.h"
+#include "util/clock.h"
 
 namespace po = boost::program_options;
 using namespace syncbn;
@@ -40,11 +40,6 @@ using dist::DataType;
 namespace {
 
 constexpr int kSkipped = 77;  // the exit code of a run without a GPU (ctest's skip convention)
-
-double now_seconds() {
-  using Clock = std::chrono::steady_clock;
-  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
-}
 
 // "8", "4K", "64M", "1G" (powers of 1024, as nccl-tests).
 int64_t parse_bytes(const std::string& text) {

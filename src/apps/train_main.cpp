@@ -1,32 +1,25 @@
 // syncbn-train: data-parallel training with synchronised batch norm, on one process or under
 // mpirun / srun. Flags come from the command line and, optionally, a --config file in
 // Boost.Program_options' format (key = value); the command line wins.
-#include <omp.h>
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
-#include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
-#include "cpu/blas.h"
+#include "syncbn/threads.h"
 #include "syncbn/distributed/communicator.h"
 #include "syncbn/distributed/runtime.h"
 #include "syncbn/error.h"
 #include "syncbn/train/trainer.h"
+#include "util/format.h"
 
 namespace po = boost::program_options;
 using syncbn::train::TrainConfig;
 
 namespace {
-
-// "0.9" rather than Boost's "0.90000000000000002" in --help.
-std::string shortest(double value) {
-  char buffer[32];
-  return std::string(buffer, std::to_chars(buffer, buffer + sizeof buffer, value).ptr);
-}
 
 std::vector<int64_t> parse_shape(const std::string& text) {
   std::vector<int64_t> shape;
@@ -69,14 +62,14 @@ bool parse_flags(int argc, char** argv, TrainConfig& c, int& threads, bool leade
     ("epochs", po::value(&c.epochs)->default_value(c.epochs), "number of epochs")
     ("steps", po::value(&c.steps)->default_value(c.steps), "cap on optimizer steps (0 = none)")
     ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size), "batch size PER RANK")
-    ("lr", po::value(&c.lr)->default_value(c.lr, shortest(c.lr)), "learning rate (the base rate with --scale-lr)")
+    ("lr", po::value(&c.lr)->default_value(c.lr, syncbn::shortest_repr(c.lr)), "learning rate (the base rate with --scale-lr)")
     ("scale-lr", po::bool_switch(&c.scale_lr), "linear scaling rule: lr = lr * global_batch / 256")
-    ("momentum", po::value(&c.momentum)->default_value(c.momentum, shortest(c.momentum)), "SGD momentum")
+    ("momentum", po::value(&c.momentum)->default_value(c.momentum, syncbn::shortest_repr(c.momentum)), "SGD momentum")
     ("nesterov", po::bool_switch(&c.nesterov), "Nesterov momentum")
-    ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay, shortest(c.weight_decay)), "L2 weight decay")
+    ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay, syncbn::shortest_repr(c.weight_decay)), "L2 weight decay")
     ("no-decay-norm-bias", po::bool_switch(&no_decay_norm_and_bias), "no weight decay on norm parameters and biases")
     ("schedule", po::value(&c.schedule)->default_value(c.schedule), "constant | step | cosine")
-    ("warmup-epochs", po::value(&c.warmup_epochs)->default_value(c.warmup_epochs, shortest(c.warmup_epochs)), "linear warmup length in epochs")
+    ("warmup-epochs", po::value(&c.warmup_epochs)->default_value(c.warmup_epochs, syncbn::shortest_repr(c.warmup_epochs)), "linear warmup length in epochs")
     ("init", po::value(&c.init)->default_value(c.init), "kaiming | xavier | small | large | zeros")
     ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the data order, the initialisation and the synthetic data")
     ("threads", po::value(&threads)->default_value(0), "CPU threads per rank (0 = cores / ranks on this node)")
@@ -127,7 +120,7 @@ int main(int argc, char** argv) {
       const long cores = sysconf(_SC_NPROCESSORS_ONLN);
       threads = std::max<int>(1, static_cast<int>(cores) / std::max(1, world->local_size()));
     }
-    syncbn::cpu::set_num_threads(threads);
+    syncbn::set_num_threads(threads);
     syncbn::train::run_training(config, world);
     return 0;
   });

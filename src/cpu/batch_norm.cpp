@@ -1,4 +1,5 @@
 #include "cpu/batch_norm.h"
+#include "util/math.h"
 
 #include <algorithm>
 #include <cmath>
@@ -19,8 +20,6 @@ constexpr int64_t kChannelBlock = 16;
 // coefficients of a block of channels once per chunk, on the stack.
 constexpr int64_t kRowChunk = 64;
 constexpr int64_t kCoefficientBlock = 256;
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Per-channel coefficients of an affine map of x and dy shared by the elementwise kernels:
 //   out = a * dy + b * (x - mean) + c   (forward: dy is absent, a = 0).

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "syncbn/error.h"
+#include "syncbn/threads.h"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -109,7 +110,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     return;
   }
   keep_openblas_single_threaded();
-  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const int threads = num_threads();
   if (threads == 1 || m * n * k < kParallelWork) {
     sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
@@ -141,13 +142,5 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
 }
-
-void set_num_threads(int n) {
-  SYNCBN_CHECK(n >= 1, "number of threads must be at least 1, got ", n);
-  omp_set_num_threads(n);
-  openblas_set_num_threads(1);
-}
-
-int num_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
 }  // namespace syncbn::cpu

@@ -15,10 +15,4 @@ namespace syncbn::cpu {
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
-// Sets the number of threads of the CPU kernels (OpenMP); OpenBLAS is kept at one thread,
-// since gemm() does its own splitting (see above).
-void set_num_threads(int n);
-// The number of threads a kernel started now would use.
-int num_threads();
-
 }  // namespace syncbn::cpu

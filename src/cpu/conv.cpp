@@ -7,6 +7,8 @@
 
 #include "cpu/blas.h"
 #include "cpu/elementwise.h"
+#include "syncbn/threads.h"
+#include "util/math.h"
 
 namespace syncbn::cpu {
 
@@ -16,8 +18,6 @@ namespace {
 constexpr int64_t kParallelThreshold = 1 << 15;
 // A group has at least this many output positions (GEMM columns), when the batch allows.
 constexpr int64_t kMinGroupColumns = 256;
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // The outputs o in [begin, end) whose input index o * stride - padding + offset lies in
 // [0, size); outside it the window reads padding.

@@ -23,7 +23,7 @@ struct Conv2dShape {
 };
 
 // *floats = the workspace that conv2d_forward and conv2d_backward need when called now (it
-// depends on cpu::num_threads()).
+// depends on num_threads()).
 void conv2d_workspace_size(const Conv2dShape& shape, int64_t* floats);
 
 // y (N, O, Ho, Wo) = conv(x (N, C, H, W), weight (O, C, K, K)) + bias (O; may be null).

@@ -28,13 +28,12 @@
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/runtime.h"
+#include "util/math.h"
 
 namespace syncbn::cuda::norm {
 
 constexpr int kThreads = 256;  // threads per block of every kernel here
 constexpr int kUnroll = 4;     // loads in flight per thread and iteration
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 inline bool is_aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 

@@ -1,21 +1,14 @@
 #include "syncbn/distributed/data_parallel.h"
 
-#include <chrono>
 #include <iterator>
 
 #include "ops/elementwise.h"
 #include "syncbn/distributed/communicator.h"
 #include "syncbn/distributed/consistency.h"
 #include "syncbn/error.h"
+#include "util/clock.h"
 
 namespace syncbn::dist {
-
-namespace {
-double now_seconds() {
-  using Clock = std::chrono::steady_clock;
-  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
-}
-}  // namespace
 
 DataParallel::DataParallel(std::shared_ptr<nn::Module> model, std::shared_ptr<Communicator> comm,
                            DataParallelOptions options)

@@ -2,7 +2,7 @@
 
 #include "ops/group_norm.h"
 #include "syncbn/error.h"
-#include "syncbn/nn/batch_norm.h"
+#include "util/format.h"
 
 namespace syncbn::nn {
 

@@ -2,12 +2,12 @@
 
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 
 #include "syncbn/error.h"
+#include "util/clock.h"
 
 namespace syncbn::train {
 
@@ -41,13 +41,6 @@ void append_metrics(const std::string& path, const EpochMetrics& m) {
   out.flush();
   SYNCBN_CHECK(out.good(), "cannot write metrics file '", path, "'");
 }
-
-namespace {
-double now_seconds() {
-  using Clock = std::chrono::steady_clock;
-  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
-}
-}  // namespace
 
 ProgressBar::ProgressBar(bool enabled, int64_t epoch, int64_t total_epochs, int64_t total_steps)
     : enabled_(enabled && isatty(STDERR_FILENO)),

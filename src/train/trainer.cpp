@@ -1,7 +1,5 @@
 #include "syncbn/train/trainer.h"
 
-#include <charconv>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -24,15 +22,12 @@
 #include "syncbn/optim/lr_schedule.h"
 #include "syncbn/optim/sgd.h"
 #include "syncbn/train/checkpoint.h"
+#include "util/clock.h"
+#include "util/format.h"
 
 namespace syncbn::train {
 
 namespace {
-
-double now_seconds() {
-  using Clock = std::chrono::steady_clock;
-  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
-}
 
 std::string join_shape(const std::vector<int64_t>& shape) {
   std::ostringstream out;
@@ -116,10 +111,10 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::settings() const {
   auto str = [](auto v) -> std::string {
     if constexpr (std::is_same_v<decltype(v), bool>) {
       return v ? "true" : "false";
+    } else if constexpr (std::is_floating_point_v<decltype(v)>) {
+      return shortest_repr(v);
     } else {
-      char buffer[64];
-      const auto end = std::to_chars(buffer, buffer + sizeof buffer, v).ptr;
-      return std::string(buffer, end);
+      return std::to_string(v);
     }
   };
   return {{"model", model},

@@ -23,10 +23,6 @@
 
 namespace syncbn::nn {
 
-// Formats a double as Python's repr does ("1e-05", "0.1", "1.0"), so that printed modules read
-// like PyTorch's.
-std::string python_float_repr(double value);
-
 // Chained options, as in the PyTorch C++ frontend: BatchNormOptions(64).eps(1e-3).momentum(0.01).
 class BatchNormOptions {
  public:

@@ -9,6 +9,7 @@
 
 #include "gradcheck.h"
 #include "syncbn/error.h"
+#include "util/format.h"
 
 namespace syncbn {
 namespace {
@@ -192,16 +193,16 @@ TEST(BatchNormTest, PrintsLikePyTorchRepr) {
 
 TEST(BatchNormTest, PythonFloatReprMatchesPython) {
   // Values and strings from Python's repr().
-  EXPECT_EQ(nn::python_float_repr(1e-5), "1e-05");
-  EXPECT_EQ(nn::python_float_repr(0.1), "0.1");
-  EXPECT_EQ(nn::python_float_repr(1.0), "1.0");
-  EXPECT_EQ(nn::python_float_repr(0.001), "0.001");
-  EXPECT_EQ(nn::python_float_repr(0.0001), "0.0001");
-  EXPECT_EQ(nn::python_float_repr(1e16), "1e+16");
-  EXPECT_EQ(nn::python_float_repr(1e15), "1000000000000000.0");
-  EXPECT_EQ(nn::python_float_repr(123.5), "123.5");
-  EXPECT_EQ(nn::python_float_repr(-2.5e-7), "-2.5e-07");
-  EXPECT_EQ(nn::python_float_repr(0.0), "0.0");
+  EXPECT_EQ(python_float_repr(1e-5), "1e-05");
+  EXPECT_EQ(python_float_repr(0.1), "0.1");
+  EXPECT_EQ(python_float_repr(1.0), "1.0");
+  EXPECT_EQ(python_float_repr(0.001), "0.001");
+  EXPECT_EQ(python_float_repr(0.0001), "0.0001");
+  EXPECT_EQ(python_float_repr(1e16), "1e+16");
+  EXPECT_EQ(python_float_repr(1e15), "1000000000000000.0");
+  EXPECT_EQ(python_float_repr(123.5), "123.5");
+  EXPECT_EQ(python_float_repr(-2.5e-7), "-2.5e-07");
+  EXPECT_EQ(python_float_repr(0.0), "0.0");
 }
 
 TEST(BatchNormTest, RejectsWrongDimensionsAndChannelCounts) {

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "cpu/blas.h"
+#include "syncbn/threads.h"
 #include "syncbn/error.h"
 #include "unit/gradcheck.h"
 
@@ -128,10 +128,10 @@ TEST(Conv2dTest, ForwardAndBackwardMatchDirectReferenceForEveryGroupingAndThread
       {2, 6, 10, 10, 7, 3, 1, 1, false},  // one group holding the batch (parallel inside it)
       {15, 2, 9, 11, 3, 3, 2, 0, true},   // strided, 20 positions: groups of 13 and 2 samples
   };
-  const int saved_threads = cpu::num_threads();
+  const int saved_threads = num_threads();
   uint64_t seed = 60;
   for (int threads : {1, 3}) {
-    cpu::set_num_threads(threads);
+    set_num_threads(threads);
     for (const ConvCase& c : cases) {
       const std::string what = "threads " + std::to_string(threads) + " batch " +
                                std::to_string(c.batch) + " " + std::to_string(c.height) + "x" +
@@ -152,7 +152,7 @@ TEST(Conv2dTest, ForwardAndBackwardMatchDirectReferenceForEveryGroupingAndThread
       }
     }
   }
-  cpu::set_num_threads(saved_threads);
+  set_num_threads(saved_threads);
 }
 
 TEST(Conv2dTest, GradientsAccumulateAcrossBackwardCalls) {

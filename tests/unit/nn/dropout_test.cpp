@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "cpu/blas.h"
+#include "syncbn/threads.h"
 #include "syncbn/error.h"
 #include "unit/gradcheck.h"
 
@@ -68,13 +68,13 @@ TEST(DropoutTest, MasksChangeEachForwardAndRepeatWithTheSeed) {
 }
 
 TEST(DropoutTest, MaskDoesNotDependOnTheThreadCount) {
-  const int saved_threads = cpu::num_threads();
+  const int saved_threads = num_threads();
   const Tensor ones = Tensor::full({100000}, 1.0f);
-  cpu::set_num_threads(1);
+  set_num_threads(1);
   const auto single = nn::Dropout(0.4f, 10).forward(ones).to_vector();
-  cpu::set_num_threads(3);
+  set_num_threads(3);
   const auto three = nn::Dropout(0.4f, 10).forward(ones).to_vector();
-  cpu::set_num_threads(saved_threads);
+  set_num_threads(saved_threads);
   EXPECT_EQ(single, three);
 }
 

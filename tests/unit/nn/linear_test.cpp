@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "cpu/blas.h"
+#include "syncbn/threads.h"
 #include "ops/blas.h"
 #include "syncbn/error.h"
 #include "unit/gradcheck.h"
@@ -148,8 +148,8 @@ std::vector<double> gemm_reference(bool ta, bool tb, int64_t m, int64_t n, int64
 // Shapes that take each way of splitting the product over threads: by columns (wide C), by
 // rows (tall C), by the inner dimension (small C, long k), and unsplit (small work).
 TEST(GemmTest, EverySplitAndTransposeMatchesDoubleReference) {
-  const int saved_threads = cpu::num_threads();
-  cpu::set_num_threads(3);  // an uneven split
+  const int saved_threads = num_threads();
+  set_num_threads(3);  // an uneven split
   struct Case {
     int64_t m, n, k;
   };
@@ -167,7 +167,7 @@ TEST(GemmTest, EverySplitAndTransposeMatchesDoubleReference) {
                        std::to_string(s.k) + " case " + std::to_string(t));
     }
   }
-  cpu::set_num_threads(saved_threads);
+  set_num_threads(saved_threads);
 }
 
 TEST(GemmTest, BetaZeroIgnoresNaNInOutputAndEmptyInnerDimensionScales) {
