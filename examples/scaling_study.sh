@@ -38,9 +38,9 @@ for b in $batches; do
 done
 printf '%-10s %-10s %10s %12s\n' batch/rank norm test_acc images/s
 while IFS= read -r line; do
-  b=$(grep -o '"batch_size": [0-9]*' <<<"$line" | grep -o '[0-9]*$')
+  b=$(grep -o '"batch_size": *[0-9]*' <<<"$line" | grep -o '[0-9]*$')
   spec=$(grep -o '"norm_spec": "[^"]*"' <<<"$line" | cut -d'"' -f4)
-  acc=$(grep -o '"test_accuracy": [0-9.]*' <<<"$line" | grep -o '[0-9.]*$')
-  ips=$(grep -o '"images_per_second": [0-9.]*' <<<"$line" | grep -o '[0-9.]*$')
-  printf '%-10s %-10s %10s %12s\n' "$b" "$spec" "$acc" "$ips"
+  acc=$(grep -o '"test_accuracy": *[0-9.e+-]*' <<<"$line" | grep -o '[0-9.e+-]*$')
+  ips=$(grep -o '"images_per_second": *[0-9.e+-]*' <<<"$line" | grep -o '[0-9.e+-]*$')
+  printf '%-10s %-10s %10.6f %12.1f\n' "$b" "$spec" "$acc" "$ips"
 done <"$out"

@@ -13,9 +13,9 @@
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "syncbn/threads.h"
 #include "syncbn/distributed/communicator.h"
 #include "syncbn/distributed/data_parallel.h"
 #include "syncbn/distributed/runtime.h"
@@ -25,6 +25,7 @@
 #include "syncbn/nn/models.h"
 #include "syncbn/nn/sync_batch_norm.h"
 #include "syncbn/random.h"
+#include "syncbn/threads.h"
 #include "util/clock.h"
 
 namespace po = boost::program_options;
@@ -133,20 +134,24 @@ void bench_model(const std::string& name, int64_t batch, int64_t steps, int64_t 
         static_cast<long long>(grad_stats.allreduce_calls),
         static_cast<long long>(grad_stats.allreduce_bytes), 1e3 * max_backward, 1e3 * max_alone,
         1e3 * max_wait, 100 * hidden);
-    std::printf(
-        "{\"bench\": \"comm\", \"model\": \"%s\", \"ranks\": %d, \"batch_per_rank\": %lld, "
-        "\"syncbn_layers\": %lld, \"syncbn_collectives\": %lld, \"syncbn_bytes\": %lld, "
-        "\"torch_syncbn_collectives\": %lld, \"torch_syncbn_bytes\": %lld, "
-        "\"grad_allreduces\": %lld, \"grad_bytes\": %lld, \"backward_ms\": %.3f, "
-        "\"grad_comm_alone_ms\": %.3f, \"wait_after_backward_ms\": %.3f, "
-        "\"hidden_share\": %.3f}\n",
-        name.c_str(), P, static_cast<long long>(batch), static_cast<long long>(shape.layers),
-        static_cast<long long>(sync_stats.allreduce_calls + sync_stats.allgather_calls),
-        static_cast<long long>(sync_stats.allreduce_bytes + sync_stats.allgather_bytes),
-        static_cast<long long>(torch_calls), static_cast<long long>(torch_bytes),
-        static_cast<long long>(grad_stats.allreduce_calls),
-        static_cast<long long>(grad_stats.allreduce_bytes), 1e3 * max_backward, 1e3 * max_alone,
-        1e3 * max_wait, hidden);
+    const nlohmann::ordered_json row = {
+        {"bench", "comm"},
+        {"model", name},
+        {"ranks", P},
+        {"batch_per_rank", batch},
+        {"syncbn_layers", shape.layers},
+        {"syncbn_collectives", sync_stats.allreduce_calls + sync_stats.allgather_calls},
+        {"syncbn_bytes", sync_stats.allreduce_bytes + sync_stats.allgather_bytes},
+        {"torch_syncbn_collectives", torch_calls},
+        {"torch_syncbn_bytes", torch_bytes},
+        {"grad_allreduces", grad_stats.allreduce_calls},
+        {"grad_bytes", grad_stats.allreduce_bytes},
+        {"backward_ms", 1e3 * max_backward},
+        {"grad_comm_alone_ms", 1e3 * max_alone},
+        {"wait_after_backward_ms", 1e3 * max_wait},
+        {"hidden_share", hidden},
+    };
+    std::printf("%s\n", row.dump().c_str());
     std::fflush(stdout);
   }
 }

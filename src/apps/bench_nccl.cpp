@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
@@ -419,14 +420,12 @@ int main(int argc, char** argv) {
         std::printf("  %12lld %12lld %8s %12.2f %12.3f %12.3f %8lld\n",
                     static_cast<long long>(size_bytes), static_cast<long long>(count),
                     dtype.c_str(), seconds * 1e6, algbw, busbw, static_cast<long long>(all_wrong));
-        std::printf(
-            "{\"bench\": \"nccl\", \"backend\": \"%s\", \"op\": \"%s\", \"ranks\": %d, "
-            "\"bytes\": %lld, \"count\": %lld, \"dtype\": \"%s\", \"time_us\": %.3f, "
-            "\"algbw_gbs\": %.4f, \"busbw_gbs\": %.4f, \"wrong\": %lld, "
-            "\"shared_gpu\": %s}\n",
-            settings.backend.c_str(), settings.op.c_str(), P, static_cast<long long>(size_bytes),
-            static_cast<long long>(count), dtype.c_str(), seconds * 1e6, algbw, busbw,
-            static_cast<long long>(all_wrong), shared_gpu ? "true" : "false");
+        const nlohmann::ordered_json row = {
+            {"bench", "nccl"},    {"backend", settings.backend}, {"op", settings.op},
+            {"ranks", P},         {"bytes", size_bytes},         {"count", count},
+            {"dtype", dtype},     {"time_us", seconds * 1e6},    {"algbw_gbs", algbw},
+            {"busbw_gbs", busbw}, {"wrong", all_wrong},          {"shared_gpu", shared_gpu}};
+        std::printf("%s\n", row.dump().c_str());
         std::fflush(stdout);
       }
       if (bytes > settings.max_bytes / settings.step_factor) break;  // no overflow past the end

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "syncbn/error.h"
@@ -12,15 +13,20 @@
 namespace syncbn::train {
 
 std::string to_json(const EpochMetrics& m) {
-  char buffer[512];
-  std::snprintf(buffer, sizeof buffer,
-                "{\"epoch\": %lld, \"step\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f, "
-                "\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"images_per_second\": %.1f, "
-                "\"seconds\": %.3f, \"lr\": %.6g, \"world_size\": %lld, \"batch_size\": %lld}",
-                static_cast<long long>(m.epoch), static_cast<long long>(m.step), m.train_loss,
-                m.train_accuracy, m.test_loss, m.test_accuracy, m.images_per_second, m.seconds,
-                m.lr, static_cast<long long>(m.world_size), static_cast<long long>(m.batch_size));
-  return buffer;
+  const nlohmann::ordered_json row = {
+      {"epoch", m.epoch},
+      {"step", m.step},
+      {"train_loss", m.train_loss},
+      {"train_accuracy", m.train_accuracy},
+      {"test_loss", m.test_loss},
+      {"test_accuracy", m.test_accuracy},
+      {"images_per_second", m.images_per_second},
+      {"seconds", m.seconds},
+      {"lr", m.lr},
+      {"world_size", m.world_size},
+      {"batch_size", m.batch_size},
+  };
+  return row.dump();
 }
 
 std::string summary_line(const EpochMetrics& m, int64_t total_epochs) {
