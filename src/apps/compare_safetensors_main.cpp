@@ -11,6 +11,7 @@
 
 #include "syncbn/error.h"
 #include "syncbn/train/checkpoint.h"
+#include "syncbn/train/safetensors.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> files, ignored;

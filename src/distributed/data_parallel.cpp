@@ -16,11 +16,7 @@ DataParallel::DataParallel(std::shared_ptr<nn::Module> model, std::shared_ptr<Co
   SYNCBN_CHECK(model_ && comm_, "DataParallel needs a model and a communicator");
   SYNCBN_CHECK(options_.first_bucket_bytes > 0 && options_.bucket_bytes > 0,
                "DataParallel: bucket sizes must be positive");
-  std::vector<std::string> signature;
-  for (const auto& [name, tensor] : model_->state_dict()) {
-    signature.push_back(name + " " + shape_str(tensor.shape()));
-  }
-  check_same_signature(*comm_, signature, "model");
+  check_same_signature(*comm_, nn::model_signature(model_->state_dict()), "model");
   broadcast_state();
   build_buckets();
 }

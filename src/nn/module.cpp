@@ -1,5 +1,7 @@
 #include "syncbn/nn/module.h"
 
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "syncbn/error.h"
@@ -130,6 +132,53 @@ Tensor& Module::own_buffer(const std::string& name) {
     if (buffer_name == name) return buffer;
   }
   SYNCBN_FAIL("module ", type_name(), " has no buffer named '", name, "'");
+}
+
+void load_state_dict(Module& module, const std::vector<NamedBuffer>& state) {
+  const auto targets = module.state_dict();
+  std::map<std::string, const Tensor*> given;
+  std::string duplicates, missing, unexpected;
+  auto append = [](std::string& list, const std::string& name) {
+    list += (list.empty() ? "" : ", ") + ("\"" + name + "\"");
+  };
+  for (const auto& [name, tensor] : state) {
+    if (!given.emplace(name, &tensor).second) append(duplicates, name);
+  }
+  std::set<std::string> target_names;
+  std::string mismatches;
+  for (const auto& [name, target] : targets) {
+    target_names.insert(name);
+    const auto it = given.find(name);
+    if (it == given.end()) {
+      append(missing, name);
+    } else if (it->second->shape() != target.shape()) {
+      mismatches += "; size mismatch for " + name + ": copying a tensor of shape " +
+                    shape_str(it->second->shape()) + " from the checkpoint, the shape in the " +
+                    "current model is " + shape_str(target.shape());
+    }
+  }
+  for (const auto& [name, tensor] : state) {
+    if (!target_names.count(name)) append(unexpected, name);
+  }
+  std::string message;
+  if (!duplicates.empty()) message += "; duplicate key(s): " + duplicates;
+  if (!missing.empty()) message += "; missing key(s) in state_dict: " + missing;
+  if (!unexpected.empty()) message += "; unexpected key(s) in state_dict: " + unexpected;
+  message += mismatches;
+  SYNCBN_CHECK(message.empty(), "error(s) in loading state_dict for ", module.type_name(), ": ",
+               message.empty() ? message : message.substr(2));
+
+  for (const auto& [name, target] : targets) {
+    Tensor destination = target;  // shares storage with the module's parameter or buffer
+    destination.copy_from(*given.at(name));
+  }
+}
+
+std::vector<std::string> model_signature(const std::vector<NamedBuffer>& state) {
+  std::vector<std::string> lines;
+  lines.reserve(state.size());
+  for (const auto& [name, tensor] : state) lines.push_back(name + " " + shape_str(tensor.shape()));
+  return lines;
 }
 
 }  // namespace syncbn::nn

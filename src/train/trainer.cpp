@@ -22,6 +22,7 @@
 #include "syncbn/optim/lr_schedule.h"
 #include "syncbn/optim/sgd.h"
 #include "syncbn/train/checkpoint.h"
+#include "syncbn/train/safetensors.h"
 #include "util/clock.h"
 #include "util/format.h"
 

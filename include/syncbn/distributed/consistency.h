@@ -19,8 +19,9 @@ void check_consistent(Communicator& comm,
                       const std::vector<std::pair<std::string, std::string>>& settings,
                       const std::string& what);
 
-// lines: one line per tensor ("layer1.0.bn1.weight [64]"), in order. On a mismatch the error
-// names the first differing line, rank 0's and the other ranks' versions:
+// lines: one line per tensor ("layer1.0.bn1.weight [64]"), in order, as nn::model_signature
+// writes them. On a mismatch the error names the first differing line, rank 0's and the other
+// ranks' versions:
 //   "model signature differs across ranks at line 5: 'fc.weight [10, 64]' on rank 0 but
 //    'fc.weight [10, 32]' on rank 1"
 void check_same_signature(Communicator& comm, const std::vector<std::string>& lines,

@@ -97,4 +97,13 @@ class Module {
 
 using ModulePtr = std::shared_ptr<Module>;
 
+// Copies `state` into the module's parameters and buffers (module.state_dict() names), on
+// their devices. Strict like torch's load_state_dict: missing keys, unexpected keys, duplicate
+// keys and shape mismatches are all reported in one syncbn::Error, and nothing is copied then.
+void load_state_dict(Module& module, const std::vector<NamedBuffer>& state);
+
+// One line per tensor, "name [shape]" ("layer1.0.bn1.weight [64]"), in the order given (pass
+// module.state_dict()): what DataParallel checks across ranks and what a checkpoint records.
+std::vector<std::string> model_signature(const std::vector<NamedBuffer>& state);
+
 }  // namespace syncbn::nn

@@ -1,51 +1,20 @@
 #pragma once
-// Checkpoints in the safetensors format (https://github.com/huggingface/safetensors), which
-// PyTorch, JAX and others read:
-//   [8 bytes: N, little-endian u64] [N bytes: JSON header, space-padded to a multiple of 8]
-//   [data: raw little-endian tensors, back to back]
-// The header maps each name to {"dtype":"F32","shape":[...],"data_offsets":[begin,end]}
-// (byte offsets into the data section) and may hold "__metadata__": {string: string}.
+// Checkpoints: a model's state_dict as safetensors (syncbn/train/safetensors.h), with integrity
+// metadata (DESIGN.md section 6) so that a corrupt or mismatched file is a clear error on load.
 #include <map>
 #include <string>
-#include <utility>
-#include <vector>
 
-#include "syncbn/nn/module.h"
-#include "syncbn/tensor.h"
+#include "syncbn/train/safetensors.h"
 
 namespace syncbn::train {
 
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
-
-// Writes `tensors` (any devices; copied to the host) as F32 in the given order, with
-// `metadata` as "__metadata__". Atomic: the bytes go to "<path>.tmp", which is fsync'ed and
-// renamed over `path`, so a crash leaves either the old file or the new one. Names must be
-// unique, non-empty and not "__metadata__". I/O failures throw syncbn::Error naming the path.
-void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
-
-// Reads a safetensors file into CPU tensors, in the order of their data offsets (which is the
-// order save_safetensors was given). F32 loads as is; F64, F16, BF16, I64 and I32 are converted
-// to float32 (torch stores BatchNorm's num_batches_tracked as I64). `metadata`, when given,
-// receives "__metadata__". The file is validated strictly, each failure a syncbn::Error naming
-// the path: truncated file, header length beyond the file, malformed JSON or UTF-8, missing or
-// unknown fields, unsupported dtype, byte ranges that do not match the shape, lie outside the
-// data, overlap, or leave bytes of the data section uncovered.
-NamedTensors load_safetensors(const std::string& path,
-                              std::map<std::string, std::string>* metadata = nullptr);
-
-// Copies `state` into the module's parameters and buffers (module.state_dict() names), on
-// their devices. Strict like torch's load_state_dict: missing keys, unexpected keys, duplicate
-// keys and shape mismatches are all reported in one syncbn::Error, and nothing is copied then.
-void load_state_dict(nn::Module& module, const NamedTensors& state);
-
-// Integrity metadata (DESIGN.md section 6) for save_safetensors: "signature" (one line per
-// tensor, "name [shape]", as the model-signature check of DataParallel) and "crc32" (zlib's
-// CRC-32 of the raw float32 data, tensors in order), both as text.
+// Integrity metadata for save_safetensors: "signature" (nn::model_signature, one line per
+// tensor, "name [shape]", as DataParallel's model check) and "crc32" (zlib's CRC-32 of the raw
+// float32 data, tensors in order), both as text.
 std::map<std::string, std::string> integrity_metadata(const NamedTensors& tensors);
 // Throws syncbn::Error naming `path` when metadata carries a signature or a crc32 that the
 // tensors do not match; files without them (written by other tools) pass.
-void verify_integrity(const NamedTensors& tensors, const std::map<std::string, std::string>& metadata,
-                      const std::string& path);
+void verify_integrity(const NamedTensors& tensors,
+                      const std::map<std::string, std::string>& metadata, const std::string& path);
 
 }  // namespace syncbn::train
