@@ -30,6 +30,7 @@
 #include <sstream>
 
 #include "cpu/batch_norm.h"
+#include "cpu/norm_shape.h"
 #include "cuda/batch_norm.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
@@ -58,6 +59,11 @@ struct Shape4 {
            std::to_string(w);
   }
 };
+
+// The kernels' view of x: (N, C, H*W), or (N, H*W, C) when channels_last.
+cpu::BatchNormShape kernel_shape(const Shape4& s, bool channels_last) {
+  return {s.n, s.c, s.spatial(), channels_last};
+}
 
 std::vector<Shape4> parse_shapes(const std::string& text) {
   std::vector<Shape4> shapes;
@@ -102,8 +108,7 @@ class DeviceDoubles {
 // The tensors of one layer on the device, and the five kernels over them.
 struct Layer {
   Layer(const Shape4& s, bool channels_last, Device device)
-      : shape(s),
-        channels_last(channels_last),
+      : shape(kernel_shape(s, channels_last)),
         x(Tensor::empty({s.numel()}, device)),
         dy(Tensor::empty({s.numel()}, device)),
         y(Tensor::empty({s.numel()}, device)),
@@ -123,29 +128,25 @@ struct Layer {
     device_copy(packed.data() + 2 * s.c, device, &n, Device::cpu(), sizeof(double));
   }
 
-  double count() const { return static_cast<double>(shape.n * shape.spatial()); }
+  double count() const { return static_cast<double>(shape.count()); }
 
   void forward() {
-    cuda::batch_norm_stats(x.data(), running_mean.data(), shape.n, shape.c, shape.spatial(),
-                           channels_last, packed.data());
-    cuda::batch_norm_finalize(packed.data(), running_mean.data(), shape.c, kEps, mean.data(),
+    cuda::batch_norm_stats(x.data(), running_mean.data(), shape, packed.data());
+    cuda::batch_norm_finalize(packed.data(), running_mean.data(), shape.channels, kEps, mean.data(),
                               invstd.data(), running_mean.data(), running_var.data(), nullptr,
                               kMomentum, false);
-    cuda::batch_norm_elemt(x.data(), mean.data(), invstd.data(), weight.data(), bias.data(),
-                           shape.n, shape.c, shape.spatial(), channels_last, y.data());
+    cuda::batch_norm_elemt(x.data(), mean.data(), invstd.data(), weight.data(), bias.data(), shape,
+                           y.data());
   }
 
   void backward() {
-    cuda::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), shape.n,
-                                     shape.c, shape.spatial(), channels_last, sums.data(),
-                                     grad_weight.data(), grad_bias.data());
+    cuda::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), shape,
+                                     sums.data(), grad_weight.data(), grad_bias.data());
     cuda::batch_norm_backward_elemt(dy.data(), x.data(), mean.data(), invstd.data(), weight.data(),
-                                    sums.data(), count(), shape.n, shape.c, shape.spatial(),
-                                    channels_last, dx.data());
+                                    sums.data(), count(), shape, dx.data());
   }
 
-  Shape4 shape;
-  bool channels_last;
+  cpu::BatchNormShape shape;
   Tensor x, dy, y, dx, weight, bias, running_mean, running_var, mean, invstd, grad_weight,
       grad_bias;
   DeviceDoubles packed, sums;
@@ -206,21 +207,21 @@ double check_against_cpu(const Shape4& s, bool channels_last, Device device) {
   layer.forward();
   layer.backward();
 
-  const int64_t S = s.spatial();
+  const cpu::BatchNormShape shape = kernel_shape(s, channels_last);
   std::vector<double> packed(2 * s.c + 1), sums(2 * s.c);
   std::vector<float> running_mean(s.c, 0.0f), running_var(s.c, 1.0f), mean(s.c), invstd(s.c);
   std::vector<float> y(s.numel()), dx(s.numel()), grad_weight(s.c, 0.0f), grad_bias(s.c, 0.0f);
-  cpu::batch_norm_stats(x.data(), running_mean.data(), s.n, s.c, S, channels_last, packed.data());
+  cpu::batch_norm_stats(x.data(), running_mean.data(), shape, packed.data());
   packed[2 * s.c] = layer.count();
   cpu::batch_norm_finalize(packed.data(), running_mean.data(), s.c, kEps, mean.data(),
                            invstd.data(), running_mean.data(), running_var.data(), nullptr,
                            kMomentum, false);
-  cpu::batch_norm_elemt(x.data(), mean.data(), invstd.data(), weight.data(), bias.data(), s.n, s.c,
-                        S, channels_last, y.data());
-  cpu::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), s.n, s.c, S,
-                                  channels_last, sums.data(), grad_weight.data(), grad_bias.data());
+  cpu::batch_norm_elemt(x.data(), mean.data(), invstd.data(), weight.data(), bias.data(), shape,
+                        y.data());
+  cpu::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), shape,
+                                  sums.data(), grad_weight.data(), grad_bias.data());
   cpu::batch_norm_backward_elemt(dy.data(), x.data(), mean.data(), invstd.data(), weight.data(),
-                                 sums.data(), layer.count(), s.n, s.c, S, channels_last, dx.data());
+                                 sums.data(), layer.count(), shape, dx.data());
 
   double worst = 0.0;
   auto compare = [&](const Tensor& actual, const std::vector<float>& expected) {

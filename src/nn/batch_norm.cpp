@@ -114,7 +114,7 @@ void BatchNorm::compute_batch_stats(const Tensor& x) {
   const Tensor shift = track ? own_buffer("running_mean") : Tensor();
   double* packed = packed_stats();
   ops::batch_norm_stats(x, shift, packed);
-  const double local_count = static_cast<double>(ops::batch_norm_layout(x).count());
+  const double local_count = static_cast<double>(ops::batch_norm_shape(x).count());
   total_count_ = local_count;
   if (reduce_forward_stats(packed, c)) {
     device_copy(&total_count_, Device::cpu(), packed + 2 * c, x.device(), sizeof(double));
