@@ -16,6 +16,7 @@
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -284,13 +285,10 @@ Row bench(const Shape4& s, bool channels_last, Device device, const std::vector<
   return {s, channels_last, median(fwd), median(bwd), gbps(2.0 * bytes, median(copy))};
 }
 
-std::string json_escape(const std::string& text) {
-  std::string out;
-  for (char ch : text) {
-    if (ch == '"' || ch == '\\') out += '\\';
-    out += ch;
-  }
-  return out;
+// v rounded to `decimals` places, as the table prints it.
+double rounded(double v, int decimals) {
+  const double scale = std::pow(10.0, decimals);
+  return std::round(v * scale) / scale;
 }
 
 int run(const po::variables_map& args) {
@@ -332,7 +330,7 @@ int run(const po::variables_map& args) {
       "backward_elemt (5 passes); %% of memcpy = GB/s over device-to-device cudaMemcpy\n");
   std::printf("#%21s %6s %10s %9s %7s %10s %9s %7s %9s %7s %9s\n", "shape", "layout", "fwd(us)",
               "fwd GB/s", "fwd %", "bwd(us)", "bwd GB/s", "bwd %", "all GB/s", "all %", "memcpy");
-  std::vector<std::string> json;
+  std::vector<nlohmann::ordered_json> json;
   for (const Shape4& s : shapes) {
     for (bool channels_last : layouts) {
       const Row r = bench(s, channels_last, device, host, warmup, iters);
@@ -345,23 +343,27 @@ int run(const po::variables_map& args) {
                   s.str().c_str(), layout, r.fwd_us, fwd_gbps, 100 * fwd_gbps / r.memcpy_gbps,
                   r.bwd_us, bwd_gbps, 100 * bwd_gbps / r.memcpy_gbps, all_gbps,
                   100 * all_gbps / r.memcpy_gbps, r.memcpy_gbps);
-      char line[1024];
-      std::snprintf(line, sizeof(line),
-                    "{\"bench\": \"batch_norm\", \"impl\": \"syncbn\", \"device\": \"%s\", "
-                    "\"n\": %lld, \"c\": %lld, \"h\": %lld, \"w\": %lld, \"layout\": \"%s\", "
-                    "\"fwd_us\": %.2f, \"bwd_us\": %.2f, \"fwd_gbps\": %.1f, \"bwd_gbps\": %.1f, "
-                    "\"all_gbps\": %.1f, \"memcpy_gbps\": %.1f, \"fwd_pct_memcpy\": %.1f, "
-                    "\"bwd_pct_memcpy\": %.1f, \"all_pct_memcpy\": %.1f, \"check\": \"%s\"}",
-                    json_escape(device_name).c_str(), static_cast<long long>(s.n),
-                    static_cast<long long>(s.c), static_cast<long long>(s.h),
-                    static_cast<long long>(s.w), layout, r.fwd_us, r.bwd_us, fwd_gbps, bwd_gbps,
-                    all_gbps, r.memcpy_gbps, 100 * fwd_gbps / r.memcpy_gbps,
-                    100 * bwd_gbps / r.memcpy_gbps, 100 * all_gbps / r.memcpy_gbps,
-                    ok ? "ok" : "failed");
-      json.emplace_back(line);
+      json.push_back({{"bench", "batch_norm"},
+                      {"impl", "syncbn"},
+                      {"device", device_name},
+                      {"n", s.n},
+                      {"c", s.c},
+                      {"h", s.h},
+                      {"w", s.w},
+                      {"layout", layout},
+                      {"fwd_us", rounded(r.fwd_us, 2)},
+                      {"bwd_us", rounded(r.bwd_us, 2)},
+                      {"fwd_gbps", rounded(fwd_gbps, 1)},
+                      {"bwd_gbps", rounded(bwd_gbps, 1)},
+                      {"all_gbps", rounded(all_gbps, 1)},
+                      {"memcpy_gbps", rounded(r.memcpy_gbps, 1)},
+                      {"fwd_pct_memcpy", rounded(100 * fwd_gbps / r.memcpy_gbps, 1)},
+                      {"bwd_pct_memcpy", rounded(100 * bwd_gbps / r.memcpy_gbps, 1)},
+                      {"all_pct_memcpy", rounded(100 * all_gbps / r.memcpy_gbps, 1)},
+                      {"check", ok ? "ok" : "failed"}});
     }
   }
-  for (const std::string& line : json) std::printf("%s\n", line.c_str());
+  for (const nlohmann::ordered_json& row : json) std::printf("%s\n", row.dump().c_str());
   if (!ok) std::fprintf(stderr, "syncbn-bench-batch-norm: GPU results differ from the CPU's\n");
   return ok ? 0 : 1;
 }
