@@ -16,6 +16,7 @@
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,7 @@
 #include <sstream>
 
 #include "cpu/batch_norm.h"
+#include "cpu/norm_shape.h"
 #include "cuda/batch_norm.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
@@ -58,6 +60,11 @@ struct Shape4 {
            std::to_string(w);
   }
 };
+
+// The kernels' view of x: (N, C, H*W), or (N, H*W, C) when channels_last.
+cpu::BatchNormShape kernel_shape(const Shape4& s, bool channels_last) {
+  return {s.n, s.c, s.spatial(), channels_last};
+}
 
 std::vector<Shape4> parse_shapes(const std::string& text) {
   std::vector<Shape4> shapes;
@@ -102,8 +109,7 @@ class DeviceDoubles {
 // The tensors of one layer on the device, and the five kernels over them.
 struct Layer {
   Layer(const Shape4& s, bool channels_last, Device device)
-      : shape(s),
-        channels_last(channels_last),
+      : shape(kernel_shape(s, channels_last)),
         x(Tensor::empty({s.numel()}, device)),
         dy(Tensor::empty({s.numel()}, device)),
         y(Tensor::empty({s.numel()}, device)),
@@ -123,29 +129,25 @@ struct Layer {
     device_copy(packed.data() + 2 * s.c, device, &n, Device::cpu(), sizeof(double));
   }
 
-  double count() const { return static_cast<double>(shape.n * shape.spatial()); }
+  double count() const { return static_cast<double>(shape.count()); }
 
   void forward() {
-    cuda::batch_norm_stats(x.data(), running_mean.data(), shape.n, shape.c, shape.spatial(),
-                           channels_last, packed.data());
-    cuda::batch_norm_finalize(packed.data(), running_mean.data(), shape.c, kEps, mean.data(),
+    cuda::batch_norm_stats(x.data(), running_mean.data(), shape, packed.data());
+    cuda::batch_norm_finalize(packed.data(), running_mean.data(), shape.channels, kEps, mean.data(),
                               invstd.data(), running_mean.data(), running_var.data(), nullptr,
                               kMomentum, false);
-    cuda::batch_norm_elemt(x.data(), mean.data(), invstd.data(), weight.data(), bias.data(),
-                           shape.n, shape.c, shape.spatial(), channels_last, y.data());
+    cuda::batch_norm_elemt(x.data(), mean.data(), invstd.data(), weight.data(), bias.data(), shape,
+                           y.data());
   }
 
   void backward() {
-    cuda::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), shape.n,
-                                     shape.c, shape.spatial(), channels_last, sums.data(),
-                                     grad_weight.data(), grad_bias.data());
+    cuda::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), shape,
+                                     sums.data(), grad_weight.data(), grad_bias.data());
     cuda::batch_norm_backward_elemt(dy.data(), x.data(), mean.data(), invstd.data(), weight.data(),
-                                    sums.data(), count(), shape.n, shape.c, shape.spatial(),
-                                    channels_last, dx.data());
+                                    sums.data(), count(), shape, dx.data());
   }
 
-  Shape4 shape;
-  bool channels_last;
+  cpu::BatchNormShape shape;
   Tensor x, dy, y, dx, weight, bias, running_mean, running_var, mean, invstd, grad_weight,
       grad_bias;
   DeviceDoubles packed, sums;
@@ -206,21 +208,21 @@ double check_against_cpu(const Shape4& s, bool channels_last, Device device) {
   layer.forward();
   layer.backward();
 
-  const int64_t S = s.spatial();
+  const cpu::BatchNormShape shape = kernel_shape(s, channels_last);
   std::vector<double> packed(2 * s.c + 1), sums(2 * s.c);
   std::vector<float> running_mean(s.c, 0.0f), running_var(s.c, 1.0f), mean(s.c), invstd(s.c);
   std::vector<float> y(s.numel()), dx(s.numel()), grad_weight(s.c, 0.0f), grad_bias(s.c, 0.0f);
-  cpu::batch_norm_stats(x.data(), running_mean.data(), s.n, s.c, S, channels_last, packed.data());
+  cpu::batch_norm_stats(x.data(), running_mean.data(), shape, packed.data());
   packed[2 * s.c] = layer.count();
   cpu::batch_norm_finalize(packed.data(), running_mean.data(), s.c, kEps, mean.data(),
                            invstd.data(), running_mean.data(), running_var.data(), nullptr,
                            kMomentum, false);
-  cpu::batch_norm_elemt(x.data(), mean.data(), invstd.data(), weight.data(), bias.data(), s.n, s.c,
-                        S, channels_last, y.data());
-  cpu::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), s.n, s.c, S,
-                                  channels_last, sums.data(), grad_weight.data(), grad_bias.data());
+  cpu::batch_norm_elemt(x.data(), mean.data(), invstd.data(), weight.data(), bias.data(), shape,
+                        y.data());
+  cpu::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), shape,
+                                  sums.data(), grad_weight.data(), grad_bias.data());
   cpu::batch_norm_backward_elemt(dy.data(), x.data(), mean.data(), invstd.data(), weight.data(),
-                                 sums.data(), layer.count(), s.n, s.c, S, channels_last, dx.data());
+                                 sums.data(), layer.count(), shape, dx.data());
 
   double worst = 0.0;
   auto compare = [&](const Tensor& actual, const std::vector<float>& expected) {
@@ -283,13 +285,10 @@ Row bench(const Shape4& s, bool channels_last, Device device, const std::vector<
   return {s, channels_last, median(fwd), median(bwd), gbps(2.0 * bytes, median(copy))};
 }
 
-std::string json_escape(const std::string& text) {
-  std::string out;
-  for (char ch : text) {
-    if (ch == '"' || ch == '\\') out += '\\';
-    out += ch;
-  }
-  return out;
+// v rounded to `decimals` places, as the table prints it.
+double rounded(double v, int decimals) {
+  const double scale = std::pow(10.0, decimals);
+  return std::round(v * scale) / scale;
 }
 
 int run(const po::variables_map& args) {
@@ -331,7 +330,7 @@ int run(const po::variables_map& args) {
       "backward_elemt (5 passes); %% of memcpy = GB/s over device-to-device cudaMemcpy\n");
   std::printf("#%21s %6s %10s %9s %7s %10s %9s %7s %9s %7s %9s\n", "shape", "layout", "fwd(us)",
               "fwd GB/s", "fwd %", "bwd(us)", "bwd GB/s", "bwd %", "all GB/s", "all %", "memcpy");
-  std::vector<std::string> json;
+  std::vector<nlohmann::ordered_json> json;
   for (const Shape4& s : shapes) {
     for (bool channels_last : layouts) {
       const Row r = bench(s, channels_last, device, host, warmup, iters);
@@ -344,23 +343,27 @@ int run(const po::variables_map& args) {
                   s.str().c_str(), layout, r.fwd_us, fwd_gbps, 100 * fwd_gbps / r.memcpy_gbps,
                   r.bwd_us, bwd_gbps, 100 * bwd_gbps / r.memcpy_gbps, all_gbps,
                   100 * all_gbps / r.memcpy_gbps, r.memcpy_gbps);
-      char line[1024];
-      std::snprintf(line, sizeof(line),
-                    "{\"bench\": \"batch_norm\", \"impl\": \"syncbn\", \"device\": \"%s\", "
-                    "\"n\": %lld, \"c\": %lld, \"h\": %lld, \"w\": %lld, \"layout\": \"%s\", "
-                    "\"fwd_us\": %.2f, \"bwd_us\": %.2f, \"fwd_gbps\": %.1f, \"bwd_gbps\": %.1f, "
-                    "\"all_gbps\": %.1f, \"memcpy_gbps\": %.1f, \"fwd_pct_memcpy\": %.1f, "
-                    "\"bwd_pct_memcpy\": %.1f, \"all_pct_memcpy\": %.1f, \"check\": \"%s\"}",
-                    json_escape(device_name).c_str(), static_cast<long long>(s.n),
-                    static_cast<long long>(s.c), static_cast<long long>(s.h),
-                    static_cast<long long>(s.w), layout, r.fwd_us, r.bwd_us, fwd_gbps, bwd_gbps,
-                    all_gbps, r.memcpy_gbps, 100 * fwd_gbps / r.memcpy_gbps,
-                    100 * bwd_gbps / r.memcpy_gbps, 100 * all_gbps / r.memcpy_gbps,
-                    ok ? "ok" : "failed");
-      json.emplace_back(line);
+      json.push_back({{"bench", "batch_norm"},
+                      {"impl", "syncbn"},
+                      {"device", device_name},
+                      {"n", s.n},
+                      {"c", s.c},
+                      {"h", s.h},
+                      {"w", s.w},
+                      {"layout", layout},
+                      {"fwd_us", rounded(r.fwd_us, 2)},
+                      {"bwd_us", rounded(r.bwd_us, 2)},
+                      {"fwd_gbps", rounded(fwd_gbps, 1)},
+                      {"bwd_gbps", rounded(bwd_gbps, 1)},
+                      {"all_gbps", rounded(all_gbps, 1)},
+                      {"memcpy_gbps", rounded(r.memcpy_gbps, 1)},
+                      {"fwd_pct_memcpy", rounded(100 * fwd_gbps / r.memcpy_gbps, 1)},
+                      {"bwd_pct_memcpy", rounded(100 * bwd_gbps / r.memcpy_gbps, 1)},
+                      {"all_pct_memcpy", rounded(100 * all_gbps / r.memcpy_gbps, 1)},
+                      {"check", ok ? "ok" : "failed"}});
     }
   }
-  for (const std::string& line : json) std::printf("%s\n", line.c_str());
+  for (const nlohmann::ordered_json& row : json) std::printf("%s\n", row.dump().c_str());
   if (!ok) std::fprintf(stderr, "syncbn-bench-batch-norm: GPU results differ from the CPU's\n");
   return ok ? 0 : 1;
 }

@@ -1,8 +1,9 @@
 #include "cpu/batch_norm.h"
-#include "util/math.h"
 
 #include <algorithm>
 #include <cmath>
+
+#include "util/math.h"
 
 namespace syncbn::cpu {
 
@@ -47,13 +48,14 @@ ElemtCoefficients backward_coefficients(const float* mean, const float* invstd, 
           static_cast<float>(-gamma * r * mean_dy)};
 }
 
-// out = a * dy + b * (x - mean) + c over x viewed as (N, C, S) or (N, S, C). dy may be null
-// (forward). make(c) gives channel c's coefficients.
+// out = a * dy + b * (x - mean) + c over x viewed as `shape`, (N, C, S) or (N, S, C). dy may be
+// null (forward). make(c) gives channel c's coefficients.
 template <class MakeCoefficients>
-void apply_elemt(const float* x, const float* dy, int64_t batch, int64_t channels, int64_t spatial,
-                 bool channels_last, float* out, MakeCoefficients make) {
-  const int64_t numel = batch * channels * spatial;
-  if (!channels_last) {
+void apply_elemt(const float* x, const float* dy, const BatchNormShape& shape, float* out,
+                 MakeCoefficients make) {
+  const int64_t batch = shape.batch, channels = shape.channels, spatial = shape.spatial;
+  const int64_t numel = shape.numel();
+  if (!shape.channels_last) {
     // One task per (n, c) plane of S contiguous values.
 #pragma omp parallel for schedule(static) if (numel >= kParallelElements)
     for (int64_t plane = 0; plane < batch * channels; ++plane) {
@@ -99,14 +101,15 @@ void apply_elemt(const float* x, const float* dy, int64_t batch, int64_t channel
   }
 }
 
-// Per-channel double sums of f(x, dy) over x viewed as (N, C, S) or (N, S, C):
+// Per-channel double sums of f(x, dy) over x viewed as `shape`, (N, C, S) or (N, S, C):
 // accumulate(c, x_value, dy_value, acc0, acc1) adds to the channel's two accumulators, and
 // store(c, acc0, acc1) receives the totals. dy may be null.
 template <class Accumulate, class Store>
-void reduce_per_channel(const float* x, const float* dy, int64_t batch, int64_t channels,
-                        int64_t spatial, bool channels_last, Accumulate accumulate, Store store) {
-  const int64_t numel = batch * channels * spatial;
-  if (!channels_last) {
+void reduce_per_channel(const float* x, const float* dy, const BatchNormShape& shape,
+                        Accumulate accumulate, Store store) {
+  const int64_t batch = shape.batch, channels = shape.channels, spatial = shape.spatial;
+  const int64_t numel = shape.numel();
+  if (!shape.channels_last) {
 #pragma omp parallel for schedule(static) if (numel >= kParallelElements)
     for (int64_t c = 0; c < channels; ++c) {
       double acc0 = 0.0, acc1 = 0.0;
@@ -144,10 +147,11 @@ void reduce_per_channel(const float* x, const float* dy, int64_t batch, int64_t 
 
 }  // namespace
 
-void batch_norm_stats(const float* x, const float* shift, int64_t batch, int64_t channels,
-                      int64_t spatial, bool channels_last, double* stats) {
+void batch_norm_stats(const float* x, const float* shift, const BatchNormShape& shape,
+                      double* stats) {
+  const int64_t channels = shape.channels;
   reduce_per_channel(
-      x, nullptr, batch, channels, spatial, channels_last,
+      x, nullptr, shape,
       [shift](int64_t c, float value, float, double& s1, double& s2) {
         const double d = static_cast<double>(value) - (shift ? shift[c] : 0.0);
         s1 += d;
@@ -191,18 +195,17 @@ void batch_norm_invstd(const float* var, int64_t channels, double eps, float* in
 }
 
 void batch_norm_elemt(const float* x, const float* mean, const float* invstd, const float* weight,
-                      const float* bias, int64_t batch, int64_t channels, int64_t spatial,
-                      bool channels_last, float* y) {
-  apply_elemt(x, nullptr, batch, channels, spatial, channels_last, y,
+                      const float* bias, const BatchNormShape& shape, float* y) {
+  apply_elemt(x, nullptr, shape, y,
               [&](int64_t c) { return forward_coefficients(mean, invstd, weight, bias, c); });
 }
 
 void batch_norm_backward_reduce(const float* dy, const float* x, const float* mean,
-                                const float* invstd, int64_t batch, int64_t channels,
-                                int64_t spatial, bool channels_last, double* sums,
+                                const float* invstd, const BatchNormShape& shape, double* sums,
                                 float* grad_weight, float* grad_bias) {
+  const int64_t channels = shape.channels;
   reduce_per_channel(
-      x, dy, batch, channels, spatial, channels_last,
+      x, dy, shape,
       [mean](int64_t c, float value, float grad, double& sum_dy, double& sum_dy_xmu) {
         sum_dy += grad;
         sum_dy_xmu += static_cast<double>(grad) * (static_cast<double>(value) - mean[c]);
@@ -220,9 +223,9 @@ void batch_norm_backward_reduce(const float* dy, const float* x, const float* me
 
 void batch_norm_backward_elemt(const float* dy, const float* x, const float* mean,
                                const float* invstd, const float* weight, const double* sums,
-                               double count, int64_t batch, int64_t channels, int64_t spatial,
-                               bool channels_last, float* dx) {
-  apply_elemt(x, dy, batch, channels, spatial, channels_last, dx, [&](int64_t c) {
+                               double count, const BatchNormShape& shape, float* dx) {
+  const int64_t channels = shape.channels;
+  apply_elemt(x, dy, shape, dx, [&](int64_t c) {
     return backward_coefficients(mean, invstd, weight, sums, count, channels, c);
   });
 }

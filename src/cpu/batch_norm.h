@@ -1,7 +1,8 @@
 #pragma once
-// Batch normalisation kernels (CPU). x is viewed as (N, C, S) with S = prod(spatial) (NCHW), or
-// as (N, S, C) when channels_last (NHWC). Every statistic is per channel c, over the n = N * S
-// values of that channel. The same functions, with the same signatures, live in syncbn::cuda.
+// Batch normalisation kernels (CPU). x is viewed as `shape` (cpu/norm_shape.h): (N, C, S) with
+// S = prod(spatial) (NCHW), or (N, S, C) when channels_last (NHWC). Every statistic is per
+// channel c, over the n = N * S values of that channel. The same functions, with the same
+// signatures, live in syncbn::cuda.
 //
 // Forward, training (DESIGN.md section 3):
 //   batch_norm_stats     -> local shifted sums [s1(C), s2(C)]   (the caller appends n_r, and a
@@ -13,6 +14,8 @@
 //   batch_norm_backward_elemt  -> dx from the (group) sums and the total n
 #include <cstdint>
 
+#include "cpu/norm_shape.h"
+
 namespace syncbn::cpu {
 
 // With a shift K_c shared by every rank (nullptr: K = 0), in double:
@@ -20,8 +23,8 @@ namespace syncbn::cpu {
 //   stats[C + c] = s2_c = sum over the channel of (x - K_c)^2
 // Shifting by a value near the mean keeps the digits of the variance that plain sums of x and
 // x^2 lose when |mean| >> std.
-void batch_norm_stats(const float* x, const float* shift, int64_t batch, int64_t channels,
-                      int64_t spatial, bool channels_last, double* stats);
+void batch_norm_stats(const float* x, const float* shift, const BatchNormShape& shape,
+                      double* stats);
 
 // From packed = [S1(C), S2(C), n] (totals over the sync group; n > 0):
 //   mean = K + S1/n,  var = S2/n - (S1/n)^2 (biased),  invstd = 1/sqrt(var + eps).
@@ -41,16 +44,14 @@ void batch_norm_invstd(const float* var, int64_t channels, double eps, float* in
 // y = gamma * (x - mean) * invstd + beta; weight (gamma) and bias (beta) may be null
 // (affine=false).
 void batch_norm_elemt(const float* x, const float* mean, const float* invstd, const float* weight,
-                      const float* bias, int64_t batch, int64_t channels, int64_t spatial,
-                      bool channels_last, float* y);
+                      const float* bias, const BatchNormShape& shape, float* y);
 
 // With xhat = (x - mean) * invstd, the LOCAL sums, in double:
 //   sums[c] = sum_dy_c = sum(dy),  sums[C + c] = sum_dy_xhat_c = sum(dy * xhat)
 // and, when not null, grad_weight += sum_dy_xhat, grad_bias += sum_dy. sums may be null when
 // only the parameter gradients are wanted (statistics held constant).
 void batch_norm_backward_reduce(const float* dy, const float* x, const float* mean,
-                                const float* invstd, int64_t batch, int64_t channels,
-                                int64_t spatial, bool channels_last, double* sums,
+                                const float* invstd, const BatchNormShape& shape, double* sums,
                                 float* grad_weight, float* grad_bias);
 
 // dx = gamma * invstd / n * (n * dy - sum_dy - xhat * sum_dy_xhat), with the sums and n over the
@@ -58,7 +59,6 @@ void batch_norm_backward_reduce(const float* dy, const float* x, const float* me
 // statistics): dx = gamma * invstd * dy. weight may be null (gamma = 1).
 void batch_norm_backward_elemt(const float* dy, const float* x, const float* mean,
                                const float* invstd, const float* weight, const double* sums,
-                               double count, int64_t batch, int64_t channels, int64_t spatial,
-                               bool channels_last, float* dx);
+                               double count, const BatchNormShape& shape, float* dx);
 
 }  // namespace syncbn::cpu

@@ -15,14 +15,16 @@ constexpr int64_t kChannelBlock = 16;
 
 }  // namespace
 
-void group_norm_forward(const float* x, const float* weight, const float* bias, int64_t batch,
-                        int64_t channels, int64_t spatial, int64_t groups, double eps, float* y,
-                        float* mean, float* invstd) {
-  const int64_t channels_per_group = channels / groups;
-  const int64_t row_size = channels_per_group * spatial;
+void group_norm_forward(const float* x, const float* weight, const float* bias,
+                        const GroupNormShape& shape, double eps, float* y, float* mean,
+                        float* invstd) {
+  const int64_t spatial = shape.spatial, groups = shape.groups;
+  const int64_t channels_per_group = shape.channels_per_group();
+  const int64_t row_size = shape.row_size();
+  const int64_t rows = shape.rows();
   // One task per row (n, g): x + (n*C + g*C/G)*S = x + (n*G + g)*D.
-#pragma omp parallel for schedule(static) if (batch * channels * spatial >= kParallelElements)
-  for (int64_t row = 0; row < batch * groups; ++row) {
+#pragma omp parallel for schedule(static) if (shape.numel() >= kParallelElements)
+  for (int64_t row = 0; row < rows; ++row) {
     const float* xr = x + row * row_size;
     float* yr = y + row * row_size;
     // Shifted sums in double, shift = the row's first value (near the mean in scale): the
@@ -56,15 +58,18 @@ void group_norm_forward(const float* x, const float* weight, const float* bias, 
 }
 
 void group_norm_backward(const float* dy, const float* x, const float* mean, const float* invstd,
-                         const float* weight, int64_t batch, int64_t channels, int64_t spatial,
-                         int64_t groups, float* dx, float* grad_weight, float* grad_bias) {
-  const int64_t channels_per_group = channels / groups;
-  const int64_t row_size = channels_per_group * spatial;
-  const bool parallel = batch * channels * spatial >= kParallelElements;
+                         const float* weight, const GroupNormShape& shape, float* dx,
+                         float* grad_weight, float* grad_bias) {
+  const int64_t batch = shape.batch, channels = shape.channels, spatial = shape.spatial;
+  const int64_t groups = shape.groups;
+  const int64_t channels_per_group = shape.channels_per_group();
+  const int64_t row_size = shape.row_size();
+  const int64_t rows = shape.rows();
+  const bool parallel = shape.numel() >= kParallelElements;
 
   // dx, one task per row (n, g).
 #pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t row = 0; row < batch * groups; ++row) {
+  for (int64_t row = 0; row < rows; ++row) {
     const int64_t first_channel = (row % groups) * channels_per_group;
     const float* xr = x + row * row_size;
     const float* dyr = dy + row * row_size;

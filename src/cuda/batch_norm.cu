@@ -1,5 +1,6 @@
 // Batch normalisation kernels (CUDA). The math is stated in cpu/batch_norm.h; the reduction and
-// elementwise machinery (and its precision and determinism) in cuda/norm_common.cuh.
+// elementwise machinery (and its precision and determinism) in cuda/norm_common.cuh and
+// cuda/norm_affine.cuh.
 //
 // A training step runs, per layer:
 //   forward:  batch_norm_stats   (reads x once)           -> [s1, s2] per channel, double
@@ -9,7 +10,9 @@
 //             batch_norm_backward_elemt  (reads dy, x, writes dx)
 // which is the minimal traffic; a synchronised BN allreduces the packed buffers in between.
 #include "cuda/batch_norm.h"
+#include "cuda/norm_affine.cuh"
 #include "cuda/norm_common.cuh"
+#include "cuda/primitives.cuh"
 
 namespace syncbn::cuda {
 
@@ -97,10 +100,10 @@ struct ChannelCoef {
   __device__ void lanes(Index plane0, Index c0, Affine (&k)[kVec]) const {
     if constexpr (kVec == 4) {
       // channels % 4 == 0 and c0 % 4 == 0 here, and coef is allocator memory: 16-byte aligned.
-      const float4 m = __ldg(reinterpret_cast<const float4*>(coef + c0));
-      const float4 a = __ldg(reinterpret_cast<const float4*>(coef + channels + c0));
-      const float4 b = __ldg(reinterpret_cast<const float4*>(coef + 2 * channels + c0));
-      const float4 c = __ldg(reinterpret_cast<const float4*>(coef + 3 * channels + c0));
+      const float4 m = load_float4_readonly(coef + c0);
+      const float4 a = load_float4_readonly(coef + channels + c0);
+      const float4 b = load_float4_readonly(coef + 2 * channels + c0);
+      const float4 c = load_float4_readonly(coef + 3 * channels + c0);
       k[0] = {m.x, a.x, b.x, c.x};
       k[1] = {m.y, a.y, b.y, c.y};
       k[2] = {m.z, a.z, b.z, c.z};
@@ -119,8 +122,7 @@ __global__ void forward_coefficients_kernel(const float* __restrict__ mean,
                                             const float* __restrict__ weight,
                                             const float* __restrict__ bias, int64_t channels,
                                             float* __restrict__ coef) {
-  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < channels;
-       c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t c : grid_stride(channels)) {
     const float gamma = weight ? weight[c] : 1.0f;
     coef[c] = mean[c];
     coef[channels + c] = 0.0f;
@@ -137,8 +139,7 @@ __global__ void backward_coefficients_kernel(const float* __restrict__ mean,
                                              const float* __restrict__ weight,
                                              const double* __restrict__ sums, double count,
                                              int64_t channels, float* __restrict__ coef) {
-  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < channels;
-       c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t c : grid_stride(channels)) {
     const double gamma = weight ? weight[c] : 1.0;
     const double r = invstd[c];
     coef[c] = mean[c];
@@ -170,8 +171,7 @@ __global__ void finalize_kernel(const double* __restrict__ packed, const float* 
                                 const float* __restrict__ num_batches_tracked, double momentum,
                                 bool cumulative_average) {
   const double n = packed[2 * channels];
-  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < channels;
-       c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t c : grid_stride(channels)) {
     const double shifted_mean = packed[c] / n;  // mean - K
     const double channel_mean = (shift ? shift[c] : 0.0) + shifted_mean;
     const double biased = packed[channels + c] / n - shifted_mean * shifted_mean;
@@ -193,79 +193,77 @@ __global__ void finalize_kernel(const double* __restrict__ packed, const float* 
 // Thread c: invstd_c = 1/sqrt(var_c + eps).
 __global__ void invstd_kernel(const float* __restrict__ var, int64_t channels, double eps,
                               float* __restrict__ invstd) {
-  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < channels;
-       c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t c : grid_stride(channels)) {
     invstd[c] = static_cast<float>(1.0 / sqrt(static_cast<double>(var[c]) + eps));
   }
 }
 
 }  // namespace
 
-void batch_norm_stats(const float* x, const float* shift, int64_t batch, int64_t channels,
-                      int64_t spatial, bool channels_last, double* stats) {
+void batch_norm_stats(const float* x, const float* shift, const cpu::BatchNormShape& shape,
+                      double* stats) {
+  const int64_t channels = shape.channels;
   if (channels == 0) return;
-  if (batch * spatial == 0) {
+  if (shape.count() == 0) {
     SYNCBN_CUDA_CHECK(cudaMemsetAsync(stats, 0, sizeof(double) * 2 * channels, stream()));
     return;
   }
-  const StatsOp op{
-      x, channels_last ? 1 : spatial, shift, static_cast<double>(batch * spatial), stats, channels};
-  norm::reduce_per_channel(x, nullptr, batch, channels, spatial, channels_last, op);
+  const int64_t first_stride = shape.channels_last ? 1 : shape.spatial;
+  const StatsOp op{x, first_stride, shift, static_cast<double>(shape.count()), stats, channels};
+  norm::reduce_per_channel(x, nullptr, shape, op);
 }
 
 void batch_norm_finalize(const double* packed, const float* shift, int64_t channels, double eps,
                          float* mean, float* invstd, float* running_mean, float* running_var,
                          float* num_batches_tracked, double momentum, bool cumulative_average) {
   if (running_mean && num_batches_tracked) {
-    norm::launch(increment_kernel, dim3(1), dim3(1), num_batches_tracked);
+    launch(increment_kernel, dim3(1), dim3(1), num_batches_tracked);
   }
   if (channels == 0) return;
-  norm::launch(finalize_kernel, dim3(blocks_for(channels)), dim3(256), packed, shift, channels, eps,
-               mean, invstd, running_mean, running_var,
-               static_cast<const float*>(num_batches_tracked), momentum, cumulative_average);
+  launch(finalize_kernel, dim3(blocks_for(channels)), dim3(kThreads), packed, shift, channels, eps,
+         mean, invstd, running_mean, running_var, static_cast<const float*>(num_batches_tracked),
+         momentum, cumulative_average);
 }
 
 void batch_norm_invstd(const float* var, int64_t channels, double eps, float* invstd) {
   if (channels == 0) return;
-  norm::launch(invstd_kernel, dim3(blocks_for(channels)), dim3(256), var, channels, eps, invstd);
+  launch(invstd_kernel, dim3(blocks_for(channels)), dim3(kThreads), var, channels, eps, invstd);
 }
 
 void batch_norm_elemt(const float* x, const float* mean, const float* invstd, const float* weight,
-                      const float* bias, int64_t batch, int64_t channels, int64_t spatial,
-                      bool channels_last, float* y) {
-  if (batch * channels * spatial == 0) return;
-  norm::Scratch coef(sizeof(float) * 4 * channels);
-  norm::launch(forward_coefficients_kernel, dim3(blocks_for(channels)), dim3(256), mean, invstd,
-               weight, bias, channels, coef.as<float>());
-  norm::launch_affine<false>(x, nullptr, y, batch, channels, spatial, channels_last,
-                             ChannelCoef{coef.as<float>(), channels});
+                      const float* bias, const cpu::BatchNormShape& shape, float* y) {
+  if (shape.numel() == 0) return;
+  const int64_t channels = shape.channels;
+  Scratch coef(sizeof(float) * 4 * channels);
+  launch(forward_coefficients_kernel, dim3(blocks_for(channels)), dim3(kThreads), mean, invstd,
+         weight, bias, channels, coef.as<float>());
+  norm::launch_affine<false>(x, nullptr, y, shape, ChannelCoef{coef.as<float>(), channels});
 }
 
 void batch_norm_backward_reduce(const float* dy, const float* x, const float* mean,
-                                const float* invstd, int64_t batch, int64_t channels,
-                                int64_t spatial, bool channels_last, double* sums,
+                                const float* invstd, const cpu::BatchNormShape& shape, double* sums,
                                 float* grad_weight, float* grad_bias) {
+  const int64_t channels = shape.channels;
   if (channels == 0) return;
-  if (batch * spatial == 0) {
+  if (shape.count() == 0) {
     // Zero sums; the parameter gradients gain nothing.
     if (sums) SYNCBN_CUDA_CHECK(cudaMemsetAsync(sums, 0, sizeof(double) * 2 * channels, stream()));
     return;
   }
   if (!sums && !grad_weight && !grad_bias) return;
   const BackwardReduceOp op{mean, invstd, sums, grad_weight, grad_bias, channels};
-  norm::reduce_per_channel(x, dy, batch, channels, spatial, channels_last, op);
+  norm::reduce_per_channel(x, dy, shape, op);
 }
 
 void batch_norm_backward_elemt(const float* dy, const float* x, const float* mean,
                                const float* invstd, const float* weight, const double* sums,
-                               double count, int64_t batch, int64_t channels, int64_t spatial,
-                               bool channels_last, float* dx) {
-  if (batch * channels * spatial == 0) return;
-  norm::Scratch coef(sizeof(float) * 4 * channels);
-  norm::launch(backward_coefficients_kernel, dim3(blocks_for(channels)), dim3(256), mean, invstd,
-               weight, sums, count, channels, coef.as<float>());
-  norm::launch_affine<true>(x, dy, dx, batch, channels, spatial, channels_last,
-                            ChannelCoef{coef.as<float>(), channels});
+                               double count, const cpu::BatchNormShape& shape, float* dx) {
+  if (shape.numel() == 0) return;
+  const int64_t channels = shape.channels;
+  Scratch coef(sizeof(float) * 4 * channels);
+  launch(backward_coefficients_kernel, dim3(blocks_for(channels)), dim3(kThreads), mean, invstd,
+         weight, sums, count, channels, coef.as<float>());
+  norm::launch_affine<true>(x, dy, dx, shape, ChannelCoef{coef.as<float>(), channels});
 }
 
 }  // namespace syncbn::cuda

@@ -10,6 +10,8 @@
 // run (fp32 sums over groups of at most 16 values, double beyond; no atomics).
 #include <cstdint>
 
+#include "cpu/norm_shape.h"
+
 namespace syncbn::cuda {
 
 // stats[c] = sum(x - K_c), stats[C + c] = sum((x - K_c)^2), K = shift (nullptr: K = 0).
@@ -18,8 +20,8 @@ namespace syncbn::cuda {
 //   sum(x - K) = sum(x - L) + n (L - K),
 //   sum((x - K)^2) = sum((x - L)^2) + 2 (L - K) sum(x - L) + n (L - K)^2.
 // An empty batch (N * S == 0) writes zeros.
-void batch_norm_stats(const float* x, const float* shift, int64_t batch, int64_t channels,
-                      int64_t spatial, bool channels_last, double* stats);
+void batch_norm_stats(const float* x, const float* shift, const cpu::BatchNormShape& shape,
+                      double* stats);
 
 // From packed = [S1(C), S2(C), n]: mean, invstd and the running-statistics update (see
 // cpu/batch_norm.h). num_batches_tracked is incremented by a one-thread kernel queued first.
@@ -32,21 +34,18 @@ void batch_norm_invstd(const float* var, int64_t channels, double eps, float* in
 
 // y = gamma * (x - mean) * invstd + beta; weight and bias may be null.
 void batch_norm_elemt(const float* x, const float* mean, const float* invstd, const float* weight,
-                      const float* bias, int64_t batch, int64_t channels, int64_t spatial,
-                      bool channels_last, float* y);
+                      const float* bias, const cpu::BatchNormShape& shape, float* y);
 
 // sums = [sum(dy), sum(dy * xhat)] (may be null), grad_weight += sum(dy * xhat),
 // grad_bias += sum(dy) (each when not null).
 void batch_norm_backward_reduce(const float* dy, const float* x, const float* mean,
-                                const float* invstd, int64_t batch, int64_t channels,
-                                int64_t spatial, bool channels_last, double* sums,
+                                const float* invstd, const cpu::BatchNormShape& shape, double* sums,
                                 float* grad_weight, float* grad_bias);
 
 // dx = gamma * invstd / n * (n * dy - sum_dy - xhat * sum_dy_xhat); sums == null:
 // dx = gamma * invstd * dy. count (n) is a host value.
 void batch_norm_backward_elemt(const float* dy, const float* x, const float* mean,
                                const float* invstd, const float* weight, const double* sums,
-                               double count, int64_t batch, int64_t channels, int64_t spatial,
-                               bool channels_last, float* dx);
+                               double count, const cpu::BatchNormShape& shape, float* dx);
 
 }  // namespace syncbn::cuda

@@ -4,20 +4,16 @@
 #include "cuda/blas.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/primitives.cuh"
 
 namespace syncbn::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-
 // C = beta * C for C (m x n, row stride ldc): the k == 0 case, where the product is empty.
 // Each thread owns elements e = i * n + j of C in a grid-stride loop.
 __global__ void scale_matrix_kernel(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
-  const int64_t total = m * n;
-  const int64_t step = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += step) {
+  for (int64_t e : grid_stride(m * n)) {
     const int64_t i = e / n;
     const int64_t j = e - i * n;
     c[i * ldc + j] *= beta;
@@ -44,9 +40,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
                                           static_cast<std::size_t>(n) * sizeof(float),
                                           static_cast<std::size_t>(m), stream()));
     } else {
-      scale_matrix_kernel<<<blocks_for(m * n, kThreads), kThreads, 0, stream()>>>(m, n, beta, c,
-                                                                                  ldc);
-      SYNCBN_CUDA_CHECK_LAUNCH();
+      launch(scale_matrix_kernel, blocks_for(m * n), kThreads, m, n, beta, c, ldc);
     }
     return;
   }

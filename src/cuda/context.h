@@ -20,12 +20,4 @@ cudnnHandle_t cudnn();
 // Waits for all work queued on the current device's compute stream.
 void synchronize();
 
-// Launch-size helper: blocks of `threads` covering n elements, capped for grid-stride loops.
-inline unsigned int blocks_for(long long n, int threads = 256,
-                               unsigned int max_blocks = 65535u * 8u) {
-  long long blocks = (n + threads - 1) / threads;
-  if (blocks < 1) blocks = 1;
-  return blocks > max_blocks ? max_blocks : static_cast<unsigned int>(blocks);
-}
-
 }  // namespace syncbn::cuda

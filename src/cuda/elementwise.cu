@@ -9,25 +9,11 @@
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/elementwise.h"
+#include "cuda/primitives.cuh"
 
 namespace syncbn::cuda {
 
 namespace {
-
-constexpr int kThreads = 256;
-// Below this many elements (plus a margin of one grid of threads) 32-bit index math is safe.
-constexpr int64_t kMaxIndex32 = int64_t{1} << 31;
-
-bool aligned16(const void* ptr) { return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0; }
-
-template <class Index>
-__device__ __forceinline__ Index first_index() {
-  return static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-template <class Index>
-__device__ __forceinline__ Index grid_step() {
-  return static_cast<Index>(blockDim.x) * gridDim.x;
-}
 
 // ---- maps: out[i] = f(a[i]) or f(a[i], b[i]) ------------------------------------------------
 
@@ -58,63 +44,53 @@ struct Scale {
 // output may alias an input: every element is read and written by the same thread.
 template <bool kVector, class F>
 __global__ void unary_kernel(const float* a, int64_t n, float* out, F f) {
-  const int64_t step = grid_step<int64_t>();
   int64_t tail = 0;
   if constexpr (kVector) {
     const int64_t groups = n / 4;
-    const float4* a4 = reinterpret_cast<const float4*>(a);
-    float4* out4 = reinterpret_cast<float4*>(out);
-    for (int64_t g = first_index<int64_t>(); g < groups; g += step) {
-      const float4 u = a4[g];
-      out4[g] = make_float4(f(u.x), f(u.y), f(u.z), f(u.w));
+    for (int64_t g : grid_stride(groups)) {
+      const float4 u = load_float4(a + 4 * g);
+      store_float4(out + 4 * g, make_float4(f(u.x), f(u.y), f(u.z), f(u.w)));
     }
     tail = groups * 4;
   }
-  for (int64_t i = tail + first_index<int64_t>(); i < n; i += step) out[i] = f(a[i]);
+  for (int64_t i : grid_stride(tail, n)) out[i] = f(a[i]);
 }
 
 template <bool kVector, class F>
 __global__ void binary_kernel(const float* a, const float* b, int64_t n, float* out, F f) {
-  const int64_t step = grid_step<int64_t>();
   int64_t tail = 0;
   if constexpr (kVector) {
     const int64_t groups = n / 4;
-    const float4* a4 = reinterpret_cast<const float4*>(a);
-    const float4* b4 = reinterpret_cast<const float4*>(b);
-    float4* out4 = reinterpret_cast<float4*>(out);
-    for (int64_t g = first_index<int64_t>(); g < groups; g += step) {
-      const float4 u = a4[g];
-      const float4 v = b4[g];
-      out4[g] = make_float4(f(u.x, v.x), f(u.y, v.y), f(u.z, v.z), f(u.w, v.w));
+    for (int64_t g : grid_stride(groups)) {
+      const float4 u = load_float4(a + 4 * g);
+      const float4 v = load_float4(b + 4 * g);
+      store_float4(out + 4 * g, make_float4(f(u.x, v.x), f(u.y, v.y), f(u.z, v.z), f(u.w, v.w)));
     }
     tail = groups * 4;
   }
-  for (int64_t i = tail + first_index<int64_t>(); i < n; i += step) out[i] = f(a[i], b[i]);
+  for (int64_t i : grid_stride(tail, n)) out[i] = f(a[i], b[i]);
 }
 
 template <class F>
 void launch_unary(const float* a, int64_t n, float* out, F f) {
   SYNCBN_CHECK(n >= 0, "elementwise kernel: negative size ", n);
   if (n == 0) return;
-  if (aligned16(a) && aligned16(out)) {
-    unary_kernel<true><<<blocks_for((n + 3) / 4, kThreads), kThreads, 0, stream()>>>(a, n, out, f);
+  if (is_aligned16(a) && is_aligned16(out)) {
+    launch(unary_kernel<true, F>, blocks_for(ceil_div(n, 4)), kThreads, a, n, out, f);
   } else {
-    unary_kernel<false><<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(a, n, out, f);
+    launch(unary_kernel<false, F>, blocks_for(n), kThreads, a, n, out, f);
   }
-  SYNCBN_CUDA_CHECK_LAUNCH();
 }
 
 template <class F>
 void launch_binary(const float* a, const float* b, int64_t n, float* out, F f) {
   SYNCBN_CHECK(n >= 0, "elementwise kernel: negative size ", n);
   if (n == 0) return;
-  if (aligned16(a) && aligned16(b) && aligned16(out)) {
-    binary_kernel<true>
-        <<<blocks_for((n + 3) / 4, kThreads), kThreads, 0, stream()>>>(a, b, n, out, f);
+  if (is_aligned16(a) && is_aligned16(b) && is_aligned16(out)) {
+    launch(binary_kernel<true, F>, blocks_for(ceil_div(n, 4)), kThreads, a, b, n, out, f);
   } else {
-    binary_kernel<false><<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(a, b, n, out, f);
+    launch(binary_kernel<false, F>, blocks_for(n), kThreads, a, b, n, out, f);
   }
-  SYNCBN_CUDA_CHECK_LAUNCH();
 }
 
 // ---- dropout ----------------------------------------------------------------------------------
@@ -131,8 +107,7 @@ __host__ __device__ __forceinline__ uint64_t mix64(uint64_t z) {
 // base, threshold and keep_scale are computed on the host with the CPU kernel's expressions.
 __global__ void dropout_kernel(const float* x, uint64_t base, uint64_t threshold, float keep_scale,
                                int64_t n, float* mask, float* y) {
-  const int64_t step = grid_step<int64_t>();
-  for (int64_t i = first_index<int64_t>(); i < n; i += step) {
+  for (int64_t i : grid_stride(n)) {
     const uint64_t bits = mix64(base + static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL);
     const float m = (bits >> 32) >= threshold ? keep_scale : 0.0f;
     mask[i] = m;
@@ -147,8 +122,7 @@ __global__ void dropout_kernel(const float* x, uint64_t base, uint64_t threshold
 // y[e] += bias[c] with kAdd.
 template <class Index, bool kAdd>
 __global__ void bias_kernel(const float* bias, Index channels, Index inner, Index total, float* y) {
-  const Index step = grid_step<Index>();
-  for (Index e = first_index<Index>(); e < total; e += step) {
+  for (Index e : grid_stride(total)) {
     const float b = bias[(e / inner) % channels];
     if constexpr (kAdd) {
       y[e] = y[e] + b;
@@ -164,15 +138,11 @@ void launch_bias(const float* bias, int64_t outer, int64_t channels, int64_t inn
                ", ", channels, ", ", inner, ")");
   const int64_t total = outer * channels * inner;
   if (total == 0) return;
-  const unsigned int blocks = blocks_for(total, kThreads);
-  if (total < kMaxIndex32) {
-    bias_kernel<uint32_t, kAdd><<<blocks, kThreads, 0, stream()>>>(
-        bias, static_cast<uint32_t>(channels), static_cast<uint32_t>(inner),
-        static_cast<uint32_t>(total), y);
-  } else {
-    bias_kernel<int64_t, kAdd><<<blocks, kThreads, 0, stream()>>>(bias, channels, inner, total, y);
-  }
-  SYNCBN_CUDA_CHECK_LAUNCH();
+  dispatch_index<int64_t>(total, [&](auto index_tag) {
+    using Index = decltype(index_tag);
+    launch(bias_kernel<Index, kAdd>, blocks_for(total), kThreads, bias,
+           static_cast<Index>(channels), static_cast<Index>(inner), static_cast<Index>(total), y);
+  });
 }
 
 // ---- bias gradient ----------------------------------------------------------------------------
@@ -213,25 +183,15 @@ __global__ void bias_grad_planes_kernel(const float* dy, Index outer, Index chan
                                         float* dbias) {
   __shared__ double warp_sums[kPlaneThreads / 32];
   const Index per_channel = outer * inner;
-  for (Index c = blockIdx.x; c < channels; c += gridDim.x) {
+  for (Index c : grid_stride_blocks(channels)) {
     double sum = 0.0;
     for (Index e = threadIdx.x; e < per_channel; e += kPlaneThreads) {
       const Index i = e / inner;
       const Index j = e - i * inner;
       sum += dy[(i * channels + c) * inner + j];
     }
-    for (int offset = 16; offset > 0; offset /= 2)
-      sum += __shfl_down_sync(0xffffffffu, sum, offset);
-    if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sum;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-      double total = threadIdx.x < kPlaneThreads / 32 ? warp_sums[threadIdx.x] : 0.0;
-      for (int offset = 16; offset > 0; offset /= 2) {
-        total += __shfl_down_sync(0xffffffffu, total, offset);
-      }
-      if (threadIdx.x == 0) dbias[c] += static_cast<float>(total);
-    }
-    __syncthreads();  // warp_sums is reused by the next channel
+    const double total = block_sum<kPlaneThreads>(sum, warp_sums);
+    if (threadIdx.x == 0) dbias[c] += static_cast<float>(total);
   }
 }
 
@@ -251,9 +211,7 @@ void dropout_forward(const float* x, uint64_t seed, float p, int64_t n, float* m
   const uint64_t threshold = static_cast<uint64_t>(static_cast<double>(p) * 4294967296.0);
   const float keep_scale = 1.0f / (1.0f - p);
   const uint64_t base = mix64(seed);
-  dropout_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(x, base, threshold, keep_scale,
-                                                                     n, mask, y);
-  SYNCBN_CUDA_CHECK_LAUNCH();
+  launch(dropout_kernel, blocks_for(n), kThreads, x, base, threshold, keep_scale, n, mask, y);
 }
 
 void multiply(const float* a, const float* b, int64_t n, float* out) {
@@ -284,22 +242,18 @@ void bias_grad(const float* dy, int64_t outer, int64_t channels, int64_t inner, 
   // Nothing to add (the CPU adds zeros, which changes nothing but the sign of a zero).
   if (outer == 0 || channels == 0 || inner == 0) return;
   if (inner == 1) {
-    const int64_t blocks = (channels + kColumnsPerBlock - 1) / kColumnsPerBlock;
+    const int64_t blocks = ceil_div(channels, kColumnsPerBlock);
     SYNCBN_CHECK(blocks <= INT32_MAX, "bias_grad: too many channels (", channels, ")");
-    bias_grad_rows_kernel<<<static_cast<unsigned int>(blocks), dim3(kColumnsPerBlock, kRowGroups),
-                            0, stream()>>>(dy, outer, channels, dbias);
+    launch(bias_grad_rows_kernel, static_cast<unsigned int>(blocks),
+           dim3(kColumnsPerBlock, kRowGroups), dy, outer, channels, dbias);
   } else {
-    const unsigned int blocks = blocks_for(channels, 1);
-    if (outer * channels * inner < kMaxIndex32) {
-      bias_grad_planes_kernel<uint32_t><<<blocks, kPlaneThreads, 0, stream()>>>(
-          dy, static_cast<uint32_t>(outer), static_cast<uint32_t>(channels),
-          static_cast<uint32_t>(inner), dbias);
-    } else {
-      bias_grad_planes_kernel<int64_t>
-          <<<blocks, kPlaneThreads, 0, stream()>>>(dy, outer, channels, inner, dbias);
-    }
+    dispatch_index<int64_t>(outer * channels * inner, [&](auto index_tag) {
+      using Index = decltype(index_tag);
+      launch(bias_grad_planes_kernel<Index>, blocks_for(channels, 1), kPlaneThreads, dy,
+             static_cast<Index>(outer), static_cast<Index>(channels), static_cast<Index>(inner),
+             dbias);
+    });
   }
-  SYNCBN_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace syncbn::cuda

@@ -1,6 +1,6 @@
 // Per-sample normalisation kernels (CUDA): GroupNorm, InstanceNorm (G = C), LayerNorm (S = 1,
 // G = 1). The math is stated in cpu/group_norm.h; the reduction and elementwise machinery in
-// cuda/norm_common.cuh.
+// cuda/norm_common.cuh and cuda/norm_affine.cuh.
 //
 // x is (N, C, S) NCHW; row (n, g) is the D = (C/G) * S contiguous values of group g of sample n,
 // at x + (n*G + g) * D. For the row reductions the rows are the "channels" of a (1, N*G, D)
@@ -11,14 +11,15 @@
 //             dx (reads dy, x, writes dx);
 //             per-channel parameter gradients (reads dy, x), when asked for.
 #include "cuda/group_norm.h"
+#include "cuda/norm_affine.cuh"
 #include "cuda/norm_common.cuh"
+#include "cuda/primitives.cuh"
 
 namespace syncbn::cuda {
 
 namespace {
 
 using norm::Affine;
-using norm::IndexDivider;
 
 // Row statistics relative to the row's first value L (the CPU kernel's shift):
 //   mean = L + sum(x - L)/D,  var = max(sum((x - L)^2)/D - (sum(x - L)/D)^2, 0),
@@ -174,8 +175,7 @@ struct GroupBackwardCoef {
 // Thread r: the statistics of an empty row (D = 0), as the CPU kernel: mean 0, var 0.
 __global__ void empty_rows_kernel(int64_t rows, double eps, float* __restrict__ mean,
                                   float* __restrict__ invstd) {
-  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < rows;
-       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t r : grid_stride(rows)) {
     mean[r] = 0.0f;
     invstd[r] = static_cast<float>(1.0 / sqrt(eps));
   }
@@ -192,8 +192,7 @@ __global__ void instance_norm_running_stats_kernel(const float* __restrict__ mea
                                                    float* __restrict__ running_mean,
                                                    float* __restrict__ running_var) {
   const double unbiased = static_cast<double>(spatial) / static_cast<double>(spatial - 1);
-  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < channels;
-       c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t c : grid_stride(channels)) {
     double mean_sum = 0.0, var_sum = 0.0;
     for (int64_t n = 0; n < batch; ++n) {
       const double r = invstd[n * channels + c];
@@ -208,46 +207,55 @@ __global__ void instance_norm_running_stats_kernel(const float* __restrict__ mea
   }
 }
 
+// The rows of x as the channels of a (1, N*G, D) view, for the row reductions.
+cpu::BatchNormShape rows_view(const cpu::GroupNormShape& shape) {
+  return {1, shape.rows(), shape.row_size(), false};
+}
+
+// x as (N, C, S) NCHW, for the elementwise maps.
+cpu::BatchNormShape planes_view(const cpu::GroupNormShape& shape) {
+  return {shape.batch, shape.channels, shape.spatial, false};
+}
+
 }  // namespace
 
-void group_norm_forward(const float* x, const float* weight, const float* bias, int64_t batch,
-                        int64_t channels, int64_t spatial, int64_t groups, double eps, float* y,
-                        float* mean, float* invstd) {
-  const int64_t rows = batch * groups;
+void group_norm_forward(const float* x, const float* weight, const float* bias,
+                        const cpu::GroupNormShape& shape, double eps, float* y, float* mean,
+                        float* invstd) {
+  const int64_t rows = shape.rows();
   if (rows == 0) return;
-  const int64_t channels_per_group = channels / groups;
-  const int64_t row_size = channels_per_group * spatial;
+  const int64_t row_size = shape.row_size();
   if (row_size == 0) {
-    norm::launch(empty_rows_kernel, dim3(blocks_for(rows)), dim3(256), rows, eps, mean, invstd);
+    launch(empty_rows_kernel, dim3(blocks_for(rows)), dim3(kThreads), rows, eps, mean, invstd);
     return;
   }
-  norm::reduce_per_channel(x, nullptr, 1, rows, row_size, false,
+  norm::reduce_per_channel(x, nullptr, rows_view(shape),
                            GroupStatsOp{x, row_size, eps, mean, invstd});
   norm::launch_affine<false>(
-      x, nullptr, y, batch, channels, spatial, false,
-      GroupForwardCoef{mean, invstd, weight, bias, IndexDivider(channels_per_group)});
+      x, nullptr, y, planes_view(shape),
+      GroupForwardCoef{mean, invstd, weight, bias, IndexDivider(shape.channels_per_group())});
 }
 
 void group_norm_backward(const float* dy, const float* x, const float* mean, const float* invstd,
-                         const float* weight, int64_t batch, int64_t channels, int64_t spatial,
-                         int64_t groups, float* dx, float* grad_weight, float* grad_bias) {
+                         const float* weight, const cpu::GroupNormShape& shape, float* dx,
+                         float* grad_weight, float* grad_bias) {
   // No values: no dx, and the parameter gradients gain nothing.
-  if (batch * channels * spatial == 0) return;
-  const int64_t rows = batch * groups;
-  const int64_t channels_per_group = channels / groups;
-  const int64_t row_size = channels_per_group * spatial;
+  if (shape.numel() == 0) return;
+  const int64_t rows = shape.rows();
+  const int64_t groups = shape.groups;
+  const int64_t channels_per_group = shape.channels_per_group();
 
-  norm::Scratch row_coef(sizeof(float) * 2 * rows);
-  norm::reduce_per_channel(
-      x, dy, 1, rows, row_size, false,
-      GroupBackwardRowOp{mean, invstd, weight, groups, channels_per_group, IndexDivider(spatial),
-                         row_size, rows, row_coef.as<float>()});
-  norm::launch_affine<true>(x, dy, dx, batch, channels, spatial, false,
+  Scratch row_coef(sizeof(float) * 2 * rows);
+  norm::reduce_per_channel(x, dy, rows_view(shape),
+                           GroupBackwardRowOp{mean, invstd, weight, groups, channels_per_group,
+                                              IndexDivider(shape.spatial), shape.row_size(), rows,
+                                              row_coef.as<float>()});
+  norm::launch_affine<true>(x, dy, dx, planes_view(shape),
                             GroupBackwardCoef{mean, invstd, weight, row_coef.as<float>(), rows,
                                               IndexDivider(channels_per_group)});
   if (grad_weight || grad_bias) {
     norm::reduce_per_channel(
-        x, dy, batch, channels, spatial, false,
+        x, dy, planes_view(shape),
         GroupParamGradOp{mean, invstd, groups, channels_per_group, grad_weight, grad_bias});
   }
 }
@@ -256,8 +264,8 @@ void instance_norm_update_running_stats(const float* mean, const float* invstd, 
                                         int64_t channels, int64_t spatial, double eps,
                                         double momentum, float* running_mean, float* running_var) {
   if (batch == 0 || channels == 0) return;
-  norm::launch(instance_norm_running_stats_kernel, dim3(blocks_for(channels)), dim3(256), mean,
-               invstd, batch, channels, spatial, eps, momentum, running_mean, running_var);
+  launch(instance_norm_running_stats_kernel, dim3(blocks_for(channels)), dim3(kThreads), mean,
+         invstd, batch, channels, spatial, eps, momentum, running_mean, running_var);
 }
 
 }  // namespace syncbn::cuda

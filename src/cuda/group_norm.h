@@ -8,17 +8,19 @@
 // the row's first value, fp32 over groups of at most 16 values and double beyond, deterministic.
 #include <cstdint>
 
+#include "cpu/norm_shape.h"
+
 namespace syncbn::cuda {
 
 // y and the per-row (n, g) statistics mean(N*G), invstd(N*G); weight, bias may be null.
-void group_norm_forward(const float* x, const float* weight, const float* bias, int64_t batch,
-                        int64_t channels, int64_t spatial, int64_t groups, double eps, float* y,
-                        float* mean, float* invstd);
+void group_norm_forward(const float* x, const float* weight, const float* bias,
+                        const cpu::GroupNormShape& shape, double eps, float* y, float* mean,
+                        float* invstd);
 
 // dx, and grad_weight += sum dy * xhat, grad_bias += sum dy per channel (each when not null).
 void group_norm_backward(const float* dy, const float* x, const float* mean, const float* invstd,
-                         const float* weight, int64_t batch, int64_t channels, int64_t spatial,
-                         int64_t groups, float* dx, float* grad_weight, float* grad_bias);
+                         const float* weight, const cpu::GroupNormShape& shape, float* dx,
+                         float* grad_weight, float* grad_bias);
 
 // InstanceNorm running statistics from the per-instance mean, invstd (N, C).
 void instance_norm_update_running_stats(const float* mean, const float* invstd, int64_t batch,

@@ -8,16 +8,13 @@
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/loss.h"
+#include "cuda/primitives.cuh"
 
 namespace syncbn::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarpsPerBlock = kThreads / 32;
 constexpr unsigned int kFullMask = 0xffffffffu;
-// Below this many elements (plus a margin of one grid of threads) 32-bit index math is safe.
-constexpr int64_t kMaxIndex32 = int64_t{1} << 31;
 
 // Whether (value, index) beats (best, best_index) in the search for the first maximum: a larger
 // value, or the same value at a smaller index. NaN never wins (both comparisons are false). The
@@ -40,9 +37,7 @@ __global__ void softmax_cross_entropy_forward_kernel(const float* logits, const 
                                                      int64_t n, int64_t k, float* probabilities,
                                                      float* losses, float* hits) {
   const int lane = threadIdx.x % 32;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32; i < n;
-       i += warps) {
+  for (int64_t i : grid_stride_warps(n)) {
     const float* row = logits + i * k;
     float* prob = probabilities + i * k;
 
@@ -68,7 +63,7 @@ __global__ void softmax_cross_entropy_forward_kernel(const float* logits, const 
 
     double sum = 0.0;
     for (int64_t j = lane; j < k; j += 32) sum += static_cast<double>(expf(row[j] - max));
-    for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(kFullMask, sum, offset);
+    sum = warp_all_sum(sum);
 
     const float inverse_sum = static_cast<float>(1.0 / sum);
     for (int64_t j = lane; j < k; j += 32) prob[j] = expf(row[j] - max) * inverse_sum;
@@ -87,8 +82,7 @@ template <class Index>
 __global__ void softmax_cross_entropy_backward_kernel(const float* probabilities,
                                                       const int32_t* labels, Index total, Index k,
                                                       float scale, float* dlogits) {
-  const Index step = static_cast<Index>(blockDim.x) * gridDim.x;
-  for (Index e = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += step) {
+  for (Index e : grid_stride(total)) {
     const Index i = e / k;
     const Index j = e - i * k;
     float g = __fmul_rn(scale, probabilities[e]);
@@ -104,9 +98,8 @@ void softmax_cross_entropy_forward(const float* logits, const int32_t* labels, i
   SYNCBN_CHECK(n >= 0 && k >= 0, "softmax_cross_entropy_forward: negative size (", n, ", ", k, ")");
   if (n == 0) return;
   SYNCBN_CHECK(k > 0, "softmax_cross_entropy_forward: ", n, " rows of no classes");
-  softmax_cross_entropy_forward_kernel<<<blocks_for(n, kWarpsPerBlock), kThreads, 0, stream()>>>(
-      logits, labels, n, k, probabilities, losses, hits);
-  SYNCBN_CUDA_CHECK_LAUNCH();
+  launch(softmax_cross_entropy_forward_kernel, blocks_for(n, kWarpsPerBlock), kThreads, logits,
+         labels, n, k, probabilities, losses, hits);
 }
 
 void softmax_cross_entropy_backward(const float* probabilities, const int32_t* labels, int64_t n,
@@ -115,16 +108,11 @@ void softmax_cross_entropy_backward(const float* probabilities, const int32_t* l
                ")");
   const int64_t total = n * k;
   if (total == 0) return;
-  const unsigned int blocks = blocks_for(total, kThreads);
-  if (total < kMaxIndex32) {
-    softmax_cross_entropy_backward_kernel<uint32_t>
-        <<<blocks, kThreads, 0, stream()>>>(probabilities, labels, static_cast<uint32_t>(total),
-                                            static_cast<uint32_t>(k), scale, dlogits);
-  } else {
-    softmax_cross_entropy_backward_kernel<int64_t>
-        <<<blocks, kThreads, 0, stream()>>>(probabilities, labels, total, k, scale, dlogits);
-  }
-  SYNCBN_CUDA_CHECK_LAUNCH();
+  dispatch_index<int64_t>(total, [&](auto index_tag) {
+    using Index = decltype(index_tag);
+    launch(softmax_cross_entropy_backward_kernel<Index>, blocks_for(total), kThreads, probabilities,
+           labels, static_cast<Index>(total), static_cast<Index>(k), scale, dlogits);
+  });
 }
 
 }  // namespace syncbn::cuda

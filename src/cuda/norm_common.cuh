@@ -1,8 +1,9 @@
 #pragma once
-// Machinery shared by the normalisation kernels (batch_norm.cu, group_norm.cu); internal to
-// src/cuda/.
+// The per-channel reductions of the normalisation kernels (batch_norm.cu, group_norm.cu);
+// internal to src/cuda/. The elementwise maps are in cuda/norm_affine.cuh, the shared primitives
+// (launch, loops, vector loads, warp and block sums) in cuda/primitives.cuh.
 //
-// Per-channel reductions. A channel is either
+// A channel is either
 //   planes:  N runs of S contiguous values, run n at x + (n*C + c)*S      (NCHW), or
 //   columns: column c of a row-major (R, C) matrix                        (NHWC, or S == 1).
 // An Op says what each value contributes: two fp32 numbers (v0, v1), e.g. (x - L, (x - L)^2).
@@ -12,12 +13,6 @@
 // writes its totals to a scratch buffer that merge_partials_kernel adds in split order. So fp32
 // rounding is confined to groups of at most 16 values, every longer sum is double, and the
 // result is the same on every run (no atomics).
-//
-// Elementwise maps. Every elementwise normalisation kernel computes
-//   out = a * dy + b * (x - mean) + c      (no dy term in forward)
-// with per-element coefficients (mean, a, b, c) from a Coef functor, in the CPU kernels' order
-// of operations and without FMA contraction, so that the GPU result equals the CPU one bit for
-// bit when the coefficients are equal.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -25,17 +20,10 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "cuda/check.h"
-#include "cuda/context.h"
-#include "cuda/runtime.h"
-#include "util/math.h"
+#include "cpu/norm_shape.h"
+#include "cuda/primitives.cuh"
 
 namespace syncbn::cuda::norm {
-
-constexpr int kThreads = 256;  // threads per block of every kernel here
-constexpr int kUnroll = 4;     // loads in flight per thread and iteration
-
-inline bool is_aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 inline int multiprocessor_count() {
   int count = 0;
@@ -75,101 +63,9 @@ inline int64_t choose_splits(int64_t tiles, int64_t wave, int64_t max_splits) {
   return best;
 }
 
-// Device scratch memory from the caching allocator (cuda/runtime.h: syncbn/device.h needs C++20,
-// these files are C++17), released when the host function returns.
-// Kernels using it may still be queued then: that is safe because every syncbn kernel runs on
-// the one compute stream and the caching allocator hands a freed block only to work queued
-// after it.
-class Scratch {
- public:
-  explicit Scratch(std::size_t bytes)
-      : device_(current_device()), ptr_(bytes > 0 ? allocate(device_, bytes) : nullptr) {}
-  ~Scratch() {
-    if (ptr_) release(device_, ptr_);
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  template <class T>
-  T* as() const {
-    return static_cast<T*>(ptr_);
-  }
-
- private:
-  int device_;
-  void* ptr_;
-};
-
-// kernel<<<grid, block, 0, stream()>>>(args...), then the launch check.
-template <class... Params, class... Args>
-void launch(void (*kernel)(Params...), dim3 grid, dim3 block, const Args&... args) {
-  kernel<<<grid, block, 0, stream()>>>(args...);
-  SYNCBN_CUDA_CHECK_LAUNCH();
-}
-
-// Index arithmetic runs in uint32_t when the tensor has fewer than 2^31 elements (every index
-// and every divisor then fits), else in uint64_t. f receives a value of the index type.
-template <class F>
-void dispatch_index(int64_t numel, F&& f) {
-  if (numel < (int64_t{1} << 31)) {
-    f(uint32_t{0});
-  } else {
-    f(uint64_t{0});
-  }
-}
-
-// Quotients by a divisor fixed at launch. In 32 bits, q = (umulhi(n, magic) + n) >> shift with
-// shift = ceil(log2 d), magic = floor(2^32 (2^shift - d) / d) + 1 (Granlund-Montgomery, as
-// PyTorch's IntDivider): exact for n < 2^31 and 1 <= d <= 2^31. In 64 bits a plain division.
-struct IndexDivider {
-  uint64_t divisor = 1;
-  uint32_t magic = 1;
-  uint32_t shift = 0;
-
-  IndexDivider() = default;
-  explicit IndexDivider(int64_t d) : divisor(static_cast<uint64_t>(d)) {
-    if (divisor >= 1 && divisor <= (uint64_t{1} << 31)) {
-      while ((uint64_t{1} << shift) < divisor) ++shift;
-      magic = static_cast<uint32_t>(
-          ((uint64_t{1} << 32) * ((uint64_t{1} << shift) - divisor)) / divisor + 1);
-    }
-  }
-  __device__ __forceinline__ uint32_t div(uint32_t n) const {
-    return (__umulhi(n, magic) + n) >> shift;
-  }
-  __device__ __forceinline__ uint64_t div(uint64_t n) const { return n / divisor; }
-  template <class Index>
-  __device__ __forceinline__ Index mod(Index n) const {
-    return n - div(n) * static_cast<Index>(divisor);
-  }
-};
-
 template <class Index>
 __device__ __forceinline__ Index min_index(Index a, Index b) {
   return a < b ? a : b;
-}
-
-template <int kVec>
-__device__ __forceinline__ void load_vec(const float* p, float (&v)[kVec]) {
-  if constexpr (kVec == 4) {
-    const float4 t = __ldg(reinterpret_cast<const float4*>(p));
-    v[0] = t.x;
-    v[1] = t.y;
-    v[2] = t.z;
-    v[3] = t.w;
-  } else {
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) v[j] = __ldg(p + j);
-  }
-}
-
-template <int kVec>
-__device__ __forceinline__ void store_vec(float* p, const float (&v)[kVec]) {
-  if constexpr (kVec == 4) {
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  } else {
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) p[j] = v[j];
-  }
 }
 
 // ((v0 + v1) + (v2 + v3)) ...: a pairwise sum of N = 1, 2, 4, 8 or 16 floats.
@@ -182,34 +78,6 @@ __device__ __forceinline__ float pairwise_sum(const float* v) {
   }
 }
 
-__device__ __forceinline__ double warp_sum(double v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-// Sum of (a, b) over a 1-D block of kThreads threads, valid in thread 0: a shuffle tree per
-// warp, then one over the warps' sums. shared holds kThreads/32 values; the function ends with
-// a barrier, so it may be called again at once.
-__device__ __forceinline__ double2 block_sum(double a, double b, double2* shared) {
-  a = warp_sum(a);
-  b = warp_sum(b);
-  const int lane = threadIdx.x % 32;
-  const int warp = threadIdx.x / 32;
-  if (lane == 0) shared[warp] = make_double2(a, b);
-  __syncthreads();
-  if (warp == 0) {
-    a = lane < kThreads / 32 ? shared[lane].x : 0.0;
-    b = lane < kThreads / 32 ? shared[lane].y : 0.0;
-    a = warp_sum(a);
-    b = warp_sum(b);
-  }
-  __syncthreads();
-  return make_double2(a, b);
-}
-
-// ---- Per-channel reductions ------------------------------------------------------------------
-//
 // An Op provides
 //   static constexpr bool kHasDy;            whether dy is read
 //   using Channel = ...;                     per-channel constants, loaded once per thread
@@ -233,7 +101,7 @@ __global__ void __launch_bounds__(kThreads)
   const Index begin = static_cast<Index>(blockIdx.y) * units_per_split;
   const Index end = min_index(units_per_channel, begin + units_per_split);
   const Index run_units = static_cast<Index>(units_per_run.divisor);
-  for (Index c = blockIdx.x; c < channels; c += gridDim.x) {
+  for (Index c : grid_stride_blocks(channels)) {
     const typename Op::Channel channel = op.channel(c);
     double acc0 = 0.0, acc1 = 0.0;
     for (Index base = begin + threadIdx.x; base < end; base += kThreads * kUnroll) {
@@ -385,9 +253,7 @@ __global__ void __launch_bounds__(kThreads)
 template <class Op, class Index>
 __global__ void __launch_bounds__(kThreads)
     merge_partials_kernel(const double* __restrict__ partials, int splits, Index channels, Op op) {
-  const Index stride = static_cast<Index>(gridDim.x) * blockDim.x;
-  for (Index c = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; c < channels;
-       c += stride) {
+  for (Index c : grid_stride(channels)) {
     double total0 = 0.0, total1 = 0.0;
     for (int split = 0; split < splits; ++split) {
       total0 += partials[(2 * static_cast<std::size_t>(split)) * channels + c];
@@ -397,15 +263,16 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Reduces every channel of x (and dy) viewed as (batch, channels, spatial): planes (NCHW), or
-// columns when channels_last or spatial == 1 (rows = batch * spatial). Needs batch * spatial > 0
-// and channels > 0 (callers handle empty inputs). A channel (planes) or tile of channels
+// Reduces every channel of x (and dy) viewed as `shape`: planes (NCHW), or columns when
+// channels_last or spatial == 1 (rows = batch * spatial). Needs batch * spatial > 0 and
+// channels > 0 (callers handle empty inputs). A channel (planes) or tile of channels
 // (columns) is split over several blocks to fill the device in whole waves (choose_splits), as
 // long as each thread still reads 16 or more units.
 template <class Op>
-void reduce_per_channel(const float* x, const float* dy, int64_t batch, int64_t channels,
-                        int64_t spatial, bool channels_last, const Op& op) {
-  const int64_t numel = batch * channels * spatial;
+void reduce_per_channel(const float* x, const float* dy, const cpu::BatchNormShape& shape,
+                        const Op& op) {
+  const int64_t batch = shape.batch, channels = shape.channels, spatial = shape.spatial;
+  const bool channels_last = shape.channels_last;
   const bool aligned = is_aligned16(x) && (dy == nullptr || is_aligned16(dy));
   constexpr int64_t kMinUnitsPerThread = 4 * kUnroll;
   constexpr int64_t kMaxSplits = 65535;  // grid.y
@@ -464,126 +331,12 @@ void reduce_per_channel(const float* x, const float* dy, int64_t batch, int64_t 
   };
   const bool vec =
       aligned && ((channels_last || spatial == 1) ? channels % 4 == 0 : spatial % 4 == 0);
-  dispatch_index(numel, [&](auto index_tag) {
+  dispatch_index(shape.numel(), [&](auto index_tag) {
     if (vec) {
       run(std::integral_constant<int, 4>{}, index_tag);
     } else {
       run(std::integral_constant<int, 1>{}, index_tag);
     }
-  });
-}
-
-// ---- Elementwise affine maps -----------------------------------------------------------------
-
-// out = a * dy + b * (x - mean) + c.
-struct Affine {
-  float mean, a, b, c;
-};
-
-template <bool kHasDy>
-__device__ __forceinline__ float apply_affine(const Affine& k, float x, float dy) {
-  const float centred = __fmul_rn(k.b, __fsub_rn(x, k.mean));
-  if constexpr (kHasDy) {
-    return __fadd_rn(__fadd_rn(__fmul_rn(k.a, dy), centred), k.c);
-  } else {
-    return __fadd_rn(centred, k.c);
-  }
-}
-
-// A Coef provides
-//   Affine at(Index plane, Index c) const;   plane = n*C + c, the (n, c) of the value
-//   void lanes<kVec>(Index plane0, Index c0, Affine (&k)[kVec]) const;
-//       the coefficients of kVec consecutive channels c0.. of one row (rows layout); the planes
-//       of those values are plane0 + j only when spatial == 1.
-//
-// Unit i covers kVec consecutive values at x + i*kVec:
-//   planes layout (NCHW): values of plane i / U (U = S/kVec units per plane), channel plane % C;
-//   rows layout (NHWC, or S == 1): channels (i % U)*kVec.. of row i / U (U = C/kVec).
-// Each thread takes kUnroll units (kThreads apart, so a warp's accesses are contiguous) per
-// iteration of a grid-stride loop, loads first.
-template <class Coef, bool kHasDy, bool kRows, int kVec, class Index>
-__global__ void __launch_bounds__(kThreads)
-    affine_kernel(const float* __restrict__ x, const float* __restrict__ dy,
-                  float* __restrict__ out, Index units, IndexDivider units_per_row,
-                  IndexDivider channels, Coef coef) {
-  const Index stride = static_cast<Index>(gridDim.x) * (kThreads * kUnroll);
-  const Index row_units = static_cast<Index>(units_per_row.divisor);
-  for (Index base = static_cast<Index>(blockIdx.x) * (kThreads * kUnroll) + threadIdx.x;
-       base < units; base += stride) {
-    float xv[kUnroll][kVec];
-    float dyv[kUnroll][kVec];
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) {
-      const Index i = base + k * kThreads;
-      if (i < units) {
-        load_vec<kVec>(x + i * kVec, xv[k]);
-        if constexpr (kHasDy) load_vec<kVec>(dy + i * kVec, dyv[k]);
-      }
-    }
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) {
-      const Index i = base + k * kThreads;
-      if (i < units) {
-        Affine coefficients[kVec];
-        if constexpr (kRows) {
-          const Index row = units_per_row.div(i);
-          const Index c0 = (i - row * row_units) * kVec;
-          coef.template lanes<kVec>(i * kVec, c0, coefficients);
-        } else {
-          const Index plane = units_per_row.div(i);
-          const Index c = channels.mod(plane);
-          const Affine shared = coef.at(plane, c);
-#pragma unroll
-          for (int j = 0; j < kVec; ++j) coefficients[j] = shared;
-        }
-        float result[kVec];
-#pragma unroll
-        for (int j = 0; j < kVec; ++j) {
-          float dy_value = 0.0f;
-          if constexpr (kHasDy) dy_value = dyv[k][j];
-          result[j] = apply_affine<kHasDy>(coefficients[j], xv[k][j], dy_value);
-        }
-        store_vec<kVec>(out + i * kVec, result);
-      }
-    }
-  }
-}
-
-// out = a * dy + b * (x - mean) + c over x viewed as (batch, channels, spatial), planes (NCHW)
-// or rows (channels_last, or spatial == 1). dy is read when kHasDy. Vectorised (float4) when
-// the pointers are 16-byte aligned and a float4 stays in one plane (S % 4 == 0) or one row
-// (C % 4 == 0). Launches nothing when empty.
-template <bool kHasDy, class Coef>
-void launch_affine(const float* x, const float* dy, float* out, int64_t batch, int64_t channels,
-                   int64_t spatial, bool channels_last, const Coef& coef) {
-  const int64_t numel = batch * channels * spatial;
-  if (numel == 0) return;
-  const bool rows = channels_last || spatial == 1;
-  const bool aligned = is_aligned16(x) && is_aligned16(out) && (!kHasDy || is_aligned16(dy));
-  const bool vec = aligned && (rows ? channels % 4 == 0 : spatial % 4 == 0);
-
-  auto run = [&](auto vec_tag, auto rows_tag, auto index_tag) {
-    constexpr int kVec = decltype(vec_tag)::value;
-    constexpr bool kRows = decltype(rows_tag)::value;
-    using Index = decltype(index_tag);
-    const int64_t units = numel / kVec;
-    const int64_t units_per_row = kRows ? channels / kVec : spatial / kVec;
-    // One iteration per thread; the loop strides only past 2^31 - 1 blocks.
-    const int64_t blocks =
-        std::clamp<int64_t>(ceil_div(units, kThreads * kUnroll), 1, int64_t{0x7fffffff});
-    launch(affine_kernel<Coef, kHasDy, kRows, kVec, Index>, dim3(static_cast<unsigned>(blocks)),
-           dim3(kThreads), x, dy, out, static_cast<Index>(units), IndexDivider(units_per_row),
-           IndexDivider(channels), coef);
-  };
-  dispatch_index(numel, [&](auto index_tag) {
-    using Vec4 = std::integral_constant<int, 4>;
-    using Vec1 = std::integral_constant<int, 1>;
-    using RowsTag = std::true_type;
-    using PlanesTag = std::false_type;
-    if (vec && rows) run(Vec4{}, RowsTag{}, index_tag);
-    if (vec && !rows) run(Vec4{}, PlanesTag{}, index_tag);
-    if (!vec && rows) run(Vec1{}, RowsTag{}, index_tag);
-    if (!vec && !rows) run(Vec1{}, PlanesTag{}, index_tag);
   });
 }
 

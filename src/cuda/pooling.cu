@@ -9,24 +9,11 @@
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/pooling.h"
+#include "cuda/primitives.cuh"
 
 namespace syncbn::cuda {
 
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int kWarpsPerBlock = kThreads / 32;
-// Below this many elements (plus a margin of one grid of threads) 32-bit index math is safe.
-constexpr int64_t kMaxIndex32 = int64_t{1} << 31;
-
-template <class Index>
-__device__ __forceinline__ Index first_index() {
-  return static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-template <class Index>
-__device__ __forceinline__ Index grid_step() {
-  return static_cast<Index>(blockDim.x) * gridDim.x;
-}
 
 // The geometry of a pooling window, as in cpu/pooling.h.
 struct Window {
@@ -42,8 +29,7 @@ __global__ void max_pool_forward_kernel(const float* x, Index total, Window w, f
   const Index out_width = static_cast<Index>(w.out_width);
   const Index out_height = static_cast<Index>(w.out_height);
   const int64_t in_plane = w.height * w.width;
-  const Index step = grid_step<Index>();
-  for (Index e = first_index<Index>(); e < total; e += step) {
+  for (Index e : grid_stride(total)) {
     const Index ow = e % out_width;
     const Index rest = e / out_width;
     const Index oh = rest % out_height;
@@ -79,9 +65,7 @@ __global__ void max_pool_backward_kernel(const float* dy, const int32_t* indices
   __shared__ float values[kWarpsPerBlock][32];
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
-  for (int64_t p = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp; p < planes;
-       p += warps) {
+  for (int64_t p : grid_stride_warps(planes)) {
     float* grad = dx + p * in_plane;
     const float* g = dy + p * out_plane;
     const int32_t* index = indices + p * out_plane;
@@ -115,8 +99,7 @@ __global__ void avg_pool_forward_kernel(const float* x, Index total, Window w, f
   const Index out_width = static_cast<Index>(w.out_width);
   const Index out_height = static_cast<Index>(w.out_height);
   const int64_t in_plane = w.height * w.width;
-  const Index step = grid_step<Index>();
-  for (Index e = first_index<Index>(); e < total; e += step) {
+  for (Index e : grid_stride(total)) {
     const Index ow = e % out_width;
     const Index rest = e / out_width;
     const Index oh = rest % out_height;
@@ -149,8 +132,7 @@ __global__ void avg_pool_backward_kernel(const float* dy, Index total, Window w,
   const Index width = static_cast<Index>(w.width);
   const Index height = static_cast<Index>(w.height);
   const int64_t out_plane = w.out_height * w.out_width;
-  const Index step = grid_step<Index>();
-  for (Index e = first_index<Index>(); e < total; e += step) {
+  for (Index e : grid_stride(total)) {
     const int64_t iw = e % width;
     const Index rest = e / width;
     const int64_t ih = rest % height;
@@ -177,13 +159,11 @@ __global__ void avg_pool_backward_kernel(const float* dy, Index total, Window w,
 __global__ void global_avg_forward_kernel(const float* x, int64_t planes, int64_t plane_size,
                                           float inverse_size, float* y) {
   const int lane = threadIdx.x % 32;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
-  for (int64_t p = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32; p < planes;
-       p += warps) {
+  for (int64_t p : grid_stride_warps(planes)) {
     const float* in = x + p * plane_size;
     double sum = 0.0;
     for (int64_t i = lane; i < plane_size; i += 32) sum += in[i];
-    for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    sum = warp_all_sum(sum);
     if (lane == 0) y[p] = static_cast<float>(sum) * inverse_size;
   }
 }
@@ -192,9 +172,7 @@ __global__ void global_avg_forward_kernel(const float* x, int64_t planes, int64_
 template <class Index>
 __global__ void global_avg_backward_kernel(const float* dy, Index total, Index plane_size,
                                            float inverse_size, float* dx) {
-  const Index step = grid_step<Index>();
-  for (Index e = first_index<Index>(); e < total; e += step)
-    dx[e] = dy[e / plane_size] * inverse_size;
+  for (Index e : grid_stride(total)) dx[e] = dy[e / plane_size] * inverse_size;
 }
 
 void check_window(const char* op, int64_t planes, const Window& w) {
@@ -217,14 +195,11 @@ void max_pool2d_forward(const float* x, int64_t planes, int64_t height, int64_t 
   check_window("max_pool2d_forward", planes, w);
   const int64_t total = planes * out_height * out_width;
   if (total == 0) return;
-  const unsigned int blocks = blocks_for(total, kThreads);
-  if (total < kMaxIndex32) {
-    max_pool_forward_kernel<uint32_t>
-        <<<blocks, kThreads, 0, stream()>>>(x, static_cast<uint32_t>(total), w, y, indices);
-  } else {
-    max_pool_forward_kernel<int64_t><<<blocks, kThreads, 0, stream()>>>(x, total, w, y, indices);
-  }
-  SYNCBN_CUDA_CHECK_LAUNCH();
+  dispatch_index<int64_t>(total, [&](auto index_tag) {
+    using Index = decltype(index_tag);
+    launch(max_pool_forward_kernel<Index>, blocks_for(total), kThreads, x,
+           static_cast<Index>(total), w, y, indices);
+  });
 }
 
 void max_pool2d_backward(const float* dy, const int32_t* indices, int64_t planes, int64_t height,
@@ -233,9 +208,8 @@ void max_pool2d_backward(const float* dy, const int32_t* indices, int64_t planes
                "max_pool2d_backward: negative size");
   const int64_t in_plane = height * width;
   if (planes == 0 || in_plane == 0) return;
-  max_pool_backward_kernel<<<blocks_for(planes, kWarpsPerBlock), kThreads, 0, stream()>>>(
-      dy, indices, planes, in_plane, out_height * out_width, dx);
-  SYNCBN_CUDA_CHECK_LAUNCH();
+  launch(max_pool_backward_kernel, blocks_for(planes, kWarpsPerBlock), kThreads, dy, indices,
+         planes, in_plane, out_height * out_width, dx);
 }
 
 void avg_pool2d_forward(const float* x, int64_t planes, int64_t height, int64_t width,
@@ -246,15 +220,11 @@ void avg_pool2d_forward(const float* x, int64_t planes, int64_t height, int64_t 
   const int64_t total = planes * out_height * out_width;
   if (total == 0) return;
   const float inverse_area = 1.0f / static_cast<float>(kernel * kernel);
-  const unsigned int blocks = blocks_for(total, kThreads);
-  if (total < kMaxIndex32) {
-    avg_pool_forward_kernel<uint32_t>
-        <<<blocks, kThreads, 0, stream()>>>(x, static_cast<uint32_t>(total), w, inverse_area, y);
-  } else {
-    avg_pool_forward_kernel<int64_t>
-        <<<blocks, kThreads, 0, stream()>>>(x, total, w, inverse_area, y);
-  }
-  SYNCBN_CUDA_CHECK_LAUNCH();
+  dispatch_index<int64_t>(total, [&](auto index_tag) {
+    using Index = decltype(index_tag);
+    launch(avg_pool_forward_kernel<Index>, blocks_for(total), kThreads, x,
+           static_cast<Index>(total), w, inverse_area, y);
+  });
 }
 
 void avg_pool2d_backward(const float* dy, int64_t planes, int64_t height, int64_t width,
@@ -265,15 +235,11 @@ void avg_pool2d_backward(const float* dy, int64_t planes, int64_t height, int64_
   const int64_t total = planes * height * width;
   if (total == 0) return;
   const float inverse_area = 1.0f / static_cast<float>(kernel * kernel);
-  const unsigned int blocks = blocks_for(total, kThreads);
-  if (total < kMaxIndex32) {
-    avg_pool_backward_kernel<uint32_t>
-        <<<blocks, kThreads, 0, stream()>>>(dy, static_cast<uint32_t>(total), w, inverse_area, dx);
-  } else {
-    avg_pool_backward_kernel<int64_t>
-        <<<blocks, kThreads, 0, stream()>>>(dy, total, w, inverse_area, dx);
-  }
-  SYNCBN_CUDA_CHECK_LAUNCH();
+  dispatch_index<int64_t>(total, [&](auto index_tag) {
+    using Index = decltype(index_tag);
+    launch(avg_pool_backward_kernel<Index>, blocks_for(total), kThreads, dy,
+           static_cast<Index>(total), w, inverse_area, dx);
+  });
 }
 
 void global_avg_pool2d_forward(const float* x, int64_t planes, int64_t plane_size, float* y) {
@@ -282,9 +248,8 @@ void global_avg_pool2d_forward(const float* x, int64_t planes, int64_t plane_siz
   // An empty plane has no mean (the op rejects it); 1 / 0 = inf times a sum of 0 gives NaN, as
   // the CPU kernel would.
   const float inverse_size = 1.0f / static_cast<float>(plane_size);
-  global_avg_forward_kernel<<<blocks_for(planes, kWarpsPerBlock), kThreads, 0, stream()>>>(
-      x, planes, plane_size, inverse_size, y);
-  SYNCBN_CUDA_CHECK_LAUNCH();
+  launch(global_avg_forward_kernel, blocks_for(planes, kWarpsPerBlock), kThreads, x, planes,
+         plane_size, inverse_size, y);
 }
 
 void global_avg_pool2d_backward(const float* dy, int64_t planes, int64_t plane_size, float* dx) {
@@ -292,15 +257,11 @@ void global_avg_pool2d_backward(const float* dy, int64_t planes, int64_t plane_s
   const int64_t total = planes * plane_size;
   if (total == 0) return;
   const float inverse_size = 1.0f / static_cast<float>(plane_size);
-  const unsigned int blocks = blocks_for(total, kThreads);
-  if (total < kMaxIndex32) {
-    global_avg_backward_kernel<uint32_t><<<blocks, kThreads, 0, stream()>>>(
-        dy, static_cast<uint32_t>(total), static_cast<uint32_t>(plane_size), inverse_size, dx);
-  } else {
-    global_avg_backward_kernel<int64_t>
-        <<<blocks, kThreads, 0, stream()>>>(dy, total, plane_size, inverse_size, dx);
-  }
-  SYNCBN_CUDA_CHECK_LAUNCH();
+  dispatch_index<int64_t>(total, [&](auto index_tag) {
+    using Index = decltype(index_tag);
+    launch(global_avg_backward_kernel<Index>, blocks_for(total), kThreads, dy,
+           static_cast<Index>(total), static_cast<Index>(plane_size), inverse_size, dx);
+  });
 }
 
 }  // namespace syncbn::cuda

@@ -3,13 +3,12 @@
 
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/primitives.cuh"
 #include "cuda/sgd.h"
 
 namespace syncbn::cuda {
 
 namespace {
-
-constexpr int kThreads = 256;
 
 struct SgdScalars {
   float lr, weight_decay, momentum, buffer_scale;  // buffer_scale = 1 - dampening
@@ -47,29 +46,24 @@ __device__ __forceinline__ void sgd_element(float& p, float g, float& b, const S
 template <bool kVector, bool kMomentum, bool kFirstStep, bool kNesterov>
 __global__ void sgd_update_kernel(float* param, const float* grad, float* buffer, int64_t n,
                                   SgdScalars s) {
-  const int64_t step = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t tail = 0;
   if constexpr (kVector) {
     const int64_t groups = n / 4;
-    float4* param4 = reinterpret_cast<float4*>(param);
-    const float4* grad4 = reinterpret_cast<const float4*>(grad);
-    float4* buffer4 = reinterpret_cast<float4*>(buffer);
-    for (int64_t v = first; v < groups; v += step) {
-      float4 p = param4[v];
-      const float4 g = grad4[v];
+    for (int64_t v : grid_stride(groups)) {
+      float4 p = load_float4(param + 4 * v);
+      const float4 g = load_float4(grad + 4 * v);
       float4 b = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-      if constexpr (kMomentum && !kFirstStep) b = buffer4[v];
+      if constexpr (kMomentum && !kFirstStep) b = load_float4(buffer + 4 * v);
       sgd_element<kMomentum, kFirstStep, kNesterov>(p.x, g.x, b.x, s);
       sgd_element<kMomentum, kFirstStep, kNesterov>(p.y, g.y, b.y, s);
       sgd_element<kMomentum, kFirstStep, kNesterov>(p.z, g.z, b.z, s);
       sgd_element<kMomentum, kFirstStep, kNesterov>(p.w, g.w, b.w, s);
-      param4[v] = p;
-      if constexpr (kMomentum) buffer4[v] = b;
+      store_float4(param + 4 * v, p);
+      if constexpr (kMomentum) store_float4(buffer + 4 * v, b);
     }
     tail = groups * 4;
   }
-  for (int64_t i = tail + first; i < n; i += step) {
+  for (int64_t i : grid_stride(tail, n)) {
     float p = param[i];
     float b = 0.0f;
     if constexpr (kMomentum && !kFirstStep) b = buffer[i];
@@ -79,19 +73,17 @@ __global__ void sgd_update_kernel(float* param, const float* grad, float* buffer
   }
 }
 
-bool aligned16(const void* ptr) { return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0; }
-
 template <bool kMomentum, bool kFirstStep, bool kNesterov>
-void launch(float* param, const float* grad, float* buffer, int64_t n, const SgdScalars& s) {
-  const bool vector = aligned16(param) && aligned16(grad) && (!kMomentum || aligned16(buffer));
+void launch_update(float* param, const float* grad, float* buffer, int64_t n, const SgdScalars& s) {
+  const bool vector =
+      is_aligned16(param) && is_aligned16(grad) && (!kMomentum || is_aligned16(buffer));
   if (vector) {
-    sgd_update_kernel<true, kMomentum, kFirstStep, kNesterov>
-        <<<blocks_for((n + 3) / 4, kThreads), kThreads, 0, stream()>>>(param, grad, buffer, n, s);
+    launch(sgd_update_kernel<true, kMomentum, kFirstStep, kNesterov>, blocks_for(ceil_div(n, 4)),
+           kThreads, param, grad, buffer, n, s);
   } else {
-    sgd_update_kernel<false, kMomentum, kFirstStep, kNesterov>
-        <<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(param, grad, buffer, n, s);
+    launch(sgd_update_kernel<false, kMomentum, kFirstStep, kNesterov>, blocks_for(n), kThreads,
+           param, grad, buffer, n, s);
   }
-  SYNCBN_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
@@ -103,21 +95,21 @@ void sgd_update(float* param, const float* grad, float* momentum_buffer, int64_t
   if (n == 0) return;
   const SgdScalars s{lr, weight_decay, momentum, 1.0f - dampening};
   if (momentum == 0.0f) {
-    launch<false, false, false>(param, grad, nullptr, n, s);
+    launch_update<false, false, false>(param, grad, nullptr, n, s);
     return;
   }
   SYNCBN_CHECK(momentum_buffer != nullptr, "sgd_update: momentum ", momentum,
                " needs a momentum buffer");
   if (first_step) {
     if (nesterov) {
-      launch<true, true, true>(param, grad, momentum_buffer, n, s);
+      launch_update<true, true, true>(param, grad, momentum_buffer, n, s);
     } else {
-      launch<true, true, false>(param, grad, momentum_buffer, n, s);
+      launch_update<true, true, false>(param, grad, momentum_buffer, n, s);
     }
   } else if (nesterov) {
-    launch<true, false, true>(param, grad, momentum_buffer, n, s);
+    launch_update<true, false, true>(param, grad, momentum_buffer, n, s);
   } else {
-    launch<true, false, false>(param, grad, momentum_buffer, n, s);
+    launch_update<true, false, false>(param, grad, momentum_buffer, n, s);
   }
 }
 

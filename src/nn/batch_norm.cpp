@@ -96,6 +96,14 @@ void BatchNorm::prepare_scratch(Device device) {
   }
 }
 
+BatchNorm::ForwardStats BatchNorm::forward_stats() const {
+  return {static_cast<double*>(packed_->ptr), options_.num_features(), packed_->device};
+}
+
+BatchNorm::BackwardStats BatchNorm::backward_stats() const {
+  return {static_cast<double*>(packed_->ptr), options_.num_features(), packed_->device};
+}
+
 void BatchNorm::check_count(const Shape& local_shape, double local_count, double total_count) {
   if (total_count > 1) return;
   if (total_count == local_count) {
@@ -108,25 +116,26 @@ void BatchNorm::check_count(const Shape& local_shape, double local_count, double
 }
 
 void BatchNorm::compute_batch_stats(const Tensor& x) {
-  const int64_t c = options_.num_features();
   const bool track = options_.track_running_stats();
   // K = running_mean: near the mean after a few steps and identical on every rank.
   const Tensor shift = track ? own_buffer("running_mean") : Tensor();
-  double* packed = packed_stats();
-  ops::batch_norm_stats(x, shift, packed);
-  const double local_count = static_cast<double>(ops::batch_norm_layout(x).count());
+  const ForwardStats stats = forward_stats();
+  ops::batch_norm_stats(x, shift, stats.data);
+  const double local_count = static_cast<double>(ops::batch_norm_shape(x).count());
   total_count_ = local_count;
-  if (reduce_forward_stats(packed, c)) {
-    device_copy(&total_count_, Device::cpu(), packed + 2 * c, x.device(), sizeof(double));
+  if (reduce_forward_stats(stats)) {
+    device_copy(&total_count_, Device::cpu(), stats.count(), stats.device, sizeof(double));
   }
   check_count(x.shape(), local_count, total_count_);
 
   if (is_training() && track) {
     ops::RunningStats running{own_buffer("running_mean"), own_buffer("running_var"),
                               own_buffer("num_batches_tracked"), options_.momentum()};
-    ops::batch_norm_finalize(packed, shift, options_.eps(), saved_mean_, saved_invstd_, &running);
+    ops::batch_norm_finalize(stats.data, shift, options_.eps(), saved_mean_, saved_invstd_,
+                             &running);
   } else {
-    ops::batch_norm_finalize(packed, shift, options_.eps(), saved_mean_, saved_invstd_, nullptr);
+    ops::batch_norm_finalize(stats.data, shift, options_.eps(), saved_mean_, saved_invstd_,
+                             nullptr);
   }
 }
 
@@ -174,12 +183,12 @@ Tensor BatchNorm::backward_impl(const Tensor& dy) {
     return ops::batch_norm_backward_elemt(dy, saved_input_, saved_mean_, saved_invstd_, weight,
                                           nullptr, 0.0);
   }
-  double* sums = packed_stats();
-  ops::batch_norm_backward_reduce(dy, saved_input_, saved_mean_, saved_invstd_, sums, grad_weight,
-                                  grad_bias);
-  reduce_backward_stats(sums, options_.num_features());
-  return ops::batch_norm_backward_elemt(dy, saved_input_, saved_mean_, saved_invstd_, weight, sums,
-                                        total_count_);
+  const BackwardStats sums = backward_stats();
+  ops::batch_norm_backward_reduce(dy, saved_input_, saved_mean_, saved_invstd_, sums.data,
+                                  grad_weight, grad_bias);
+  reduce_backward_stats(sums);
+  return ops::batch_norm_backward_elemt(dy, saved_input_, saved_mean_, saved_invstd_, weight,
+                                        sums.data, total_count_);
 }
 
 }  // namespace syncbn::nn

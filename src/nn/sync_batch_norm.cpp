@@ -22,17 +22,17 @@ void SyncBatchNorm::check_input_dim(const Tensor& x) const {
   BatchNorm::check_input_dim(x);
 }
 
-bool SyncBatchNorm::reduce_forward_stats(double* packed, int64_t channels) {
+bool SyncBatchNorm::reduce_forward_stats(ForwardStats stats) {
   // Evaluation without running statistics normalises with local batch statistics, as PyTorch's
   // SyncBatchNorm does: no collective outside training.
   if (!is_training() || group_->size() == 1) return false;
-  group_->allreduce_sum(packed, 2 * channels + 1, dist::DataType::kFloat64, packed_->device);
+  group_->allreduce_sum(stats.data, stats.size(), dist::DataType::kFloat64, stats.device);
   return true;
 }
 
-void SyncBatchNorm::reduce_backward_stats(double* packed, int64_t channels) {
+void SyncBatchNorm::reduce_backward_stats(BackwardStats stats) {
   if (!is_training() || group_->size() == 1) return;
-  group_->allreduce_sum(packed, 2 * channels, dist::DataType::kFloat64, packed_->device);
+  group_->allreduce_sum(stats.data, stats.size(), dist::DataType::kFloat64, stats.device);
 }
 
 ModulePtr convert_sync_batchnorm(ModulePtr module, std::shared_ptr<dist::Communicator> group) {

@@ -34,27 +34,26 @@ void check_same_layout(const char* op, const Tensor& dy, const Tensor& x) {
 
 }  // namespace
 
-BatchNormLayout batch_norm_layout(const Tensor& x) {
+cpu::BatchNormShape batch_norm_shape(const Tensor& x) {
   SYNCBN_CHECK(x.ndim() >= 2, "batch norm: expected input (N, C, *), got shape ",
                shape_str(x.shape()));
-  BatchNormLayout layout;
-  layout.batch = x.size(0);
-  layout.channels = x.size(1);
-  for (int d = 2; d < x.ndim(); ++d) layout.spatial *= x.size(d);
+  cpu::BatchNormShape shape;
+  shape.batch = x.size(0);
+  shape.channels = x.size(1);
+  for (int d = 2; d < x.ndim(); ++d) shape.spatial *= x.size(d);
   // With no spatial dimensions (N, C) both layouts are the same.
-  layout.channels_last = x.memory_format() == MemoryFormat::kChannelsLast && x.ndim() > 2;
-  return layout;
+  shape.channels_last = x.memory_format() == MemoryFormat::kChannelsLast && x.ndim() > 2;
+  return shape;
 }
 
 void batch_norm_stats(const Tensor& x, const Tensor& shift, double* packed) {
-  const BatchNormLayout l = batch_norm_layout(x);
-  check_per_channel("batch_norm_stats", "shift", shift, l.channels, true);
+  const cpu::BatchNormShape shape = batch_norm_shape(x);
+  check_per_channel("batch_norm_stats", "shift", shift, shape.channels, true);
   const Device device = detail::common_device("batch_norm_stats", {&x, &shift});
-  SYNCBN_DISPATCH(device, batch_norm_stats, x.data(), data_or_null(shift), l.batch, l.channels,
-                  l.spatial, l.channels_last, packed);
+  SYNCBN_DISPATCH(device, batch_norm_stats, x.data(), data_or_null(shift), shape, packed);
   // The count goes last, so that one allreduce sums it with the statistics.
-  const double count = static_cast<double>(l.count());
-  device_copy(packed + 2 * l.channels, device, &count, Device::cpu(), sizeof(double));
+  const double count = static_cast<double>(shape.count());
+  device_copy(packed + 2 * shape.channels, device, &count, Device::cpu(), sizeof(double));
 }
 
 void batch_norm_finalize(const double* packed, const Tensor& shift, double eps, Tensor& mean,
@@ -94,45 +93,43 @@ void batch_norm_invstd(const Tensor& var, double eps, Tensor& invstd) {
 
 Tensor batch_norm_elemt(const Tensor& x, const Tensor& mean, const Tensor& invstd,
                         const Tensor& weight, const Tensor& bias) {
-  const BatchNormLayout l = batch_norm_layout(x);
-  check_per_channel("batch_norm_elemt", "mean", mean, l.channels, false);
-  check_per_channel("batch_norm_elemt", "invstd", invstd, l.channels, false);
-  check_per_channel("batch_norm_elemt", "weight", weight, l.channels, true);
-  check_per_channel("batch_norm_elemt", "bias", bias, l.channels, true);
+  const cpu::BatchNormShape shape = batch_norm_shape(x);
+  check_per_channel("batch_norm_elemt", "mean", mean, shape.channels, false);
+  check_per_channel("batch_norm_elemt", "invstd", invstd, shape.channels, false);
+  check_per_channel("batch_norm_elemt", "weight", weight, shape.channels, true);
+  check_per_channel("batch_norm_elemt", "bias", bias, shape.channels, true);
   const Device device =
       detail::common_device("batch_norm_elemt", {&x, &mean, &invstd, &weight, &bias});
   Tensor y = Tensor::empty(x.shape(), device);
   y.set_memory_format(x.memory_format());
   SYNCBN_DISPATCH(device, batch_norm_elemt, x.data(), mean.data(), invstd.data(),
-                  data_or_null(weight), data_or_null(bias), l.batch, l.channels, l.spatial,
-                  l.channels_last, y.data());
+                  data_or_null(weight), data_or_null(bias), shape, y.data());
   return y;
 }
 
 void batch_norm_backward_reduce(const Tensor& dy, const Tensor& x, const Tensor& mean,
                                 const Tensor& invstd, double* sums, Tensor grad_weight,
                                 Tensor grad_bias) {
-  const BatchNormLayout l = batch_norm_layout(x);
+  const cpu::BatchNormShape shape = batch_norm_shape(x);
   check_same_layout("batch_norm_backward_reduce", dy, x);
-  check_per_channel("batch_norm_backward_reduce", "mean", mean, l.channels, false);
-  check_per_channel("batch_norm_backward_reduce", "invstd", invstd, l.channels, false);
-  check_per_channel("batch_norm_backward_reduce", "grad_weight", grad_weight, l.channels, true);
-  check_per_channel("batch_norm_backward_reduce", "grad_bias", grad_bias, l.channels, true);
+  check_per_channel("batch_norm_backward_reduce", "mean", mean, shape.channels, false);
+  check_per_channel("batch_norm_backward_reduce", "invstd", invstd, shape.channels, false);
+  check_per_channel("batch_norm_backward_reduce", "grad_weight", grad_weight, shape.channels, true);
+  check_per_channel("batch_norm_backward_reduce", "grad_bias", grad_bias, shape.channels, true);
   const Device device = detail::common_device("batch_norm_backward_reduce",
                                               {&dy, &x, &mean, &invstd, &grad_weight, &grad_bias});
   SYNCBN_DISPATCH(device, batch_norm_backward_reduce, dy.data(), x.data(), mean.data(),
-                  invstd.data(), l.batch, l.channels, l.spatial, l.channels_last, sums,
-                  data_or_null(grad_weight), data_or_null(grad_bias));
+                  invstd.data(), shape, sums, data_or_null(grad_weight), data_or_null(grad_bias));
 }
 
 Tensor batch_norm_backward_elemt(const Tensor& dy, const Tensor& x, const Tensor& mean,
                                  const Tensor& invstd, const Tensor& weight, const double* sums,
                                  double count) {
-  const BatchNormLayout l = batch_norm_layout(x);
+  const cpu::BatchNormShape shape = batch_norm_shape(x);
   check_same_layout("batch_norm_backward_elemt", dy, x);
-  check_per_channel("batch_norm_backward_elemt", "mean", mean, l.channels, false);
-  check_per_channel("batch_norm_backward_elemt", "invstd", invstd, l.channels, false);
-  check_per_channel("batch_norm_backward_elemt", "weight", weight, l.channels, true);
+  check_per_channel("batch_norm_backward_elemt", "mean", mean, shape.channels, false);
+  check_per_channel("batch_norm_backward_elemt", "invstd", invstd, shape.channels, false);
+  check_per_channel("batch_norm_backward_elemt", "weight", weight, shape.channels, true);
   SYNCBN_CHECK(!sums || count > 0, "batch_norm_backward_elemt: count must be positive, got ",
                count);
   const Device device =
@@ -140,8 +137,7 @@ Tensor batch_norm_backward_elemt(const Tensor& dy, const Tensor& x, const Tensor
   Tensor dx = Tensor::empty(x.shape(), device);
   dx.set_memory_format(x.memory_format());
   SYNCBN_DISPATCH(device, batch_norm_backward_elemt, dy.data(), x.data(), mean.data(),
-                  invstd.data(), data_or_null(weight), sums, count, l.batch, l.channels, l.spatial,
-                  l.channels_last, dx.data());
+                  invstd.data(), data_or_null(weight), sums, count, shape, dx.data());
   return dx;
 }
 

@@ -9,21 +9,14 @@
 #include <cstdint>
 #include <optional>
 
+#include "cpu/norm_shape.h"
 #include "syncbn/tensor.h"
 
 namespace syncbn::ops {
 
 // x (N, C, *) viewed as (N, C, S) with S = prod(*), or as (N, S, C) when x is flagged
-// MemoryFormat::kChannelsLast.
-struct BatchNormLayout {
-  int64_t batch = 0;
-  int64_t channels = 0;
-  int64_t spatial = 1;
-  bool channels_last = false;
-  // Values per channel: n_r = N * S.
-  int64_t count() const { return batch * spatial; }
-};
-BatchNormLayout batch_norm_layout(const Tensor& x);
+// MemoryFormat::kChannelsLast; count() is n_r, the values per channel.
+cpu::BatchNormShape batch_norm_shape(const Tensor& x);
 
 // Local shifted sums and count: packed = [sum(x - K)(C), sum((x - K)^2)(C), n_r], in double.
 // shift is K (C values; undefined means K = 0). Every rank of a sync group must use the same K.

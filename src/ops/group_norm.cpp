@@ -1,6 +1,7 @@
 #include "ops/group_norm.h"
 
 #include "cpu/group_norm.h"
+#include "cpu/norm_shape.h"
 #include "ops/dispatch.h"
 #if defined(SYNCBN_WITH_CUDA)
 #include "cuda/group_norm.h"
@@ -13,11 +14,6 @@ namespace {
 const float* data_or_null(const Tensor& t) { return t.defined() ? t.data() : nullptr; }
 float* data_or_null(Tensor& t) { return t.defined() ? t.data() : nullptr; }
 
-// x viewed as (batch, channels, spatial) with `groups` groups of channels (the kernels' view).
-struct RowsView {
-  int64_t batch, channels, spatial, groups;
-};
-
 void check_affine(const char* op, const char* what, const Tensor& t, int64_t expected) {
   if (!t.defined()) return;
   SYNCBN_CHECK(t.numel() == expected, op, ": ", what, " has ", t.numel(), " values (shape ",
@@ -29,31 +25,31 @@ void ensure_size(Tensor& t, int64_t numel, Device device) {
     t = Tensor::empty({numel}, device);
 }
 
-Tensor forward_rows(const char* op, const Tensor& x, const RowsView& v, const Tensor& weight,
-                    const Tensor& bias, double eps, Tensor& mean, Tensor& invstd) {
+Tensor forward_rows(const char* op, const Tensor& x, const cpu::GroupNormShape& v,
+                    const Tensor& weight, const Tensor& bias, double eps, Tensor& mean,
+                    Tensor& invstd) {
   SYNCBN_CHECK(x.memory_format() == MemoryFormat::kContiguous, op,
                ": channels-last input is not supported; use an NCHW tensor");
   check_affine(op, "weight", weight, v.channels);
   check_affine(op, "bias", bias, v.channels);
   const Device device = detail::common_device(op, {&x, &weight, &bias});
-  ensure_size(mean, v.batch * v.groups, device);
-  ensure_size(invstd, v.batch * v.groups, device);
+  ensure_size(mean, v.rows(), device);
+  ensure_size(invstd, v.rows(), device);
   Tensor y = Tensor::empty(x.shape(), device);
-  SYNCBN_DISPATCH(device, group_norm_forward, x.data(), data_or_null(weight), data_or_null(bias),
-                  v.batch, v.channels, v.spatial, v.groups, eps, y.data(), mean.data(),
-                  invstd.data());
+  SYNCBN_DISPATCH(device, group_norm_forward, x.data(), data_or_null(weight), data_or_null(bias), v,
+                  eps, y.data(), mean.data(), invstd.data());
   return y;
 }
 
-Tensor backward_rows(const char* op, const Tensor& dy, const Tensor& x, const RowsView& v,
-                     const Tensor& mean, const Tensor& invstd, const Tensor& weight,
-                     Tensor grad_weight, Tensor grad_bias) {
+Tensor backward_rows(const char* op, const Tensor& dy, const Tensor& x,
+                     const cpu::GroupNormShape& v, const Tensor& mean, const Tensor& invstd,
+                     const Tensor& weight, Tensor grad_weight, Tensor grad_bias) {
   SYNCBN_CHECK(dy.shape() == x.shape(), op, ": gradient ", shape_str(dy.shape()),
                " does not match input ", shape_str(x.shape()));
-  SYNCBN_CHECK(mean.defined() && invstd.defined() && mean.numel() == v.batch * v.groups &&
-                   invstd.numel() == v.batch * v.groups,
-               op, ": saved statistics do not match the input ", shape_str(x.shape()),
-               " (backward without the matching forward?)");
+  SYNCBN_CHECK(
+      mean.defined() && invstd.defined() && mean.numel() == v.rows() && invstd.numel() == v.rows(),
+      op, ": saved statistics do not match the input ", shape_str(x.shape()),
+      " (backward without the matching forward?)");
   check_affine(op, "weight", weight, v.channels);
   check_affine(op, "grad_weight", grad_weight, v.channels);
   check_affine(op, "grad_bias", grad_bias, v.channels);
@@ -61,14 +57,15 @@ Tensor backward_rows(const char* op, const Tensor& dy, const Tensor& x, const Ro
       detail::common_device(op, {&dy, &x, &mean, &invstd, &weight, &grad_weight, &grad_bias});
   Tensor dx = Tensor::empty(x.shape(), device);
   SYNCBN_DISPATCH(device, group_norm_backward, dy.data(), x.data(), mean.data(), invstd.data(),
-                  data_or_null(weight), v.batch, v.channels, v.spatial, v.groups, dx.data(),
-                  data_or_null(grad_weight), data_or_null(grad_bias));
+                  data_or_null(weight), v, dx.data(), data_or_null(grad_weight),
+                  data_or_null(grad_bias));
   return dx;
 }
 
-RowsView group_view(const char* op, const Tensor& x, int64_t groups) {
+// x (N, C, *) as the kernels' (N, C, S) view with `groups` groups of channels.
+cpu::GroupNormShape group_view(const char* op, const Tensor& x, int64_t groups) {
   SYNCBN_CHECK(x.ndim() >= 2, op, ": expected input (N, C, *), got shape ", shape_str(x.shape()));
-  RowsView v{x.size(0), x.size(1), 1, groups};
+  cpu::GroupNormShape v{x.size(0), x.size(1), 1, groups};
   for (int d = 2; d < x.ndim(); ++d) v.spatial *= x.size(d);
   SYNCBN_CHECK(groups > 0 && v.channels % groups == 0, op,
                ": expected the number of channels to be divisible by num_groups, got input of "
@@ -77,7 +74,8 @@ RowsView group_view(const char* op, const Tensor& x, int64_t groups) {
   return v;
 }
 
-RowsView layer_view(const char* op, const Tensor& x, int64_t normalized_numel) {
+// x (*, normalized) as N = leading values, C = normalized_numel, S = 1, G = 1.
+cpu::GroupNormShape layer_view(const char* op, const Tensor& x, int64_t normalized_numel) {
   SYNCBN_CHECK(normalized_numel > 0 && x.numel() % normalized_numel == 0, op, ": input ",
                shape_str(x.shape()), " does not end with ", normalized_numel, " normalized values");
   return {x.numel() / normalized_numel, normalized_numel, 1, 1};
@@ -117,7 +115,7 @@ void instance_norm_update_running_stats(const Tensor& x, const Tensor& mean, con
                                         double eps, double momentum, Tensor& running_mean,
                                         Tensor& running_var) {
   const char* op = "instance_norm_update_running_stats";
-  const RowsView v = group_view(op, x, x.ndim() >= 2 ? x.size(1) : 1);
+  const cpu::GroupNormShape v = group_view(op, x, x.ndim() >= 2 ? x.size(1) : 1);
   SYNCBN_CHECK(v.spatial > 1, op, ": needs more than 1 spatial element, got input size ",
                shape_str(x.shape()));
   SYNCBN_CHECK(mean.numel() == v.batch * v.channels && invstd.numel() == mean.numel(), op,

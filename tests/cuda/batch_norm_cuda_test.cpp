@@ -32,6 +32,7 @@ struct Case {
   bool channels_last;
 
   int64_t numel() const { return n * c * s; }
+  cpu::BatchNormShape shape() const { return {n, c, s, channels_last}; }
   std::size_t at(int64_t ni, int64_t ci, int64_t si) const {
     return static_cast<std::size_t>(channels_last ? (ni * s + si) * c + ci
                                                   : (ni * c + ci) * s + si);
@@ -120,14 +121,14 @@ TEST(BatchNormCudaTest, StatsMatchCpuOnRandomShapes) {
       const float* host_shift = with_shift ? shift.data() : nullptr;
 
       std::vector<double> expected(2 * k.c);
-      cpu::batch_norm_stats(x.data(), host_shift, k.n, k.c, k.s, k.channels_last, expected.data());
+      cpu::batch_norm_stats(x.data(), host_shift, k.shape(), expected.data());
 
       const Tensor x_d = device_tensor(x);
       const Tensor shift_d = device_tensor(shift);
       DeviceDoubles stats(2 * k.c);
       stats.upload(std::vector<double>(2 * k.c, 12345.0));  // must be overwritten, also for N = 0
-      cuda::batch_norm_stats(x_d.data(), with_shift ? shift_d.data() : nullptr, k.n, k.c, k.s,
-                             k.channels_last, stats.data());
+      cuda::batch_norm_stats(x_d.data(), with_shift ? shift_d.data() : nullptr, k.shape(),
+                             stats.data());
       const std::vector<double> actual = stats.download();
 
       // Magnitudes: sum |x - K| for s1; s2's terms are all positive.
@@ -149,8 +150,8 @@ TEST(BatchNormCudaTest, StatsAreDeterministic) {
   for (const Case& k : {Case{2, 3, 40000, false}, Case{2, 64, 3000, true}}) {
     const Tensor x = device_tensor(random_values(k.numel(), 7, 2.0f, 1.0f));
     DeviceDoubles first(2 * k.c), second(2 * k.c);
-    cuda::batch_norm_stats(x.data(), nullptr, k.n, k.c, k.s, k.channels_last, first.data());
-    cuda::batch_norm_stats(x.data(), nullptr, k.n, k.c, k.s, k.channels_last, second.data());
+    cuda::batch_norm_stats(x.data(), nullptr, k.shape(), first.data());
+    cuda::batch_norm_stats(x.data(), nullptr, k.shape(), second.data());
     const auto a = first.download(), b = second.download();
     ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(double)), 0) << k.str();
   }
@@ -170,8 +171,7 @@ TEST(BatchNormCudaTest, StatsKeepVarianceWhenMeanIsLarge) {
       const Tensor x_d = device_tensor(x);
       const Tensor shift_d = device_tensor(shift);
       DeviceDoubles packed(2 * k.c + 1);
-      cuda::batch_norm_stats(x_d.data(), shift_d.data(), k.n, k.c, k.s, k.channels_last,
-                             packed.data());
+      cuda::batch_norm_stats(x_d.data(), shift_d.data(), k.shape(), packed.data());
       const std::vector<double> stats = packed.download();
       const double count = static_cast<double>(k.n * k.s);
       for (int64_t c = 0; c < k.c; ++c) {
@@ -282,8 +282,8 @@ TEST(BatchNormCudaTest, ElemtMatchesCpu) {
         const std::vector<float> bias = per_channel(k.c, ++seed, 0.5f, 0.0f);
         std::vector<float> expected(x.size());
         cpu::batch_norm_elemt(x.data(), mean.data(), invstd.data(),
-                              affine ? weight.data() : nullptr, affine ? bias.data() : nullptr, k.n,
-                              k.c, k.s, k.channels_last, expected.data());
+                              affine ? weight.data() : nullptr, affine ? bias.data() : nullptr,
+                              k.shape(), expected.data());
 
         const int64_t offset = misaligned ? 1 : 0;
         std::vector<float> padded(static_cast<std::size_t>(k.numel() + offset), 0.0f);
@@ -296,7 +296,7 @@ TEST(BatchNormCudaTest, ElemtMatchesCpu) {
         const Tensor weight_d = device_tensor(weight), bias_d = device_tensor(bias);
         cuda::batch_norm_elemt(x_d.data(), mean_d.data(), invstd_d.data(),
                                affine ? weight_d.data() : nullptr, affine ? bias_d.data() : nullptr,
-                               k.n, k.c, k.s, k.channels_last, y_d.data());
+                               k.shape(), y_d.data());
         expect_close_rel(y_d.to_vector(), expected, kRtol, "y");
       }
     }
@@ -323,15 +323,15 @@ TEST(BatchNormCudaTest, BackwardReduceMatchesCpu) {
       const Tensor mean_d = device_tensor(mean), invstd_d = device_tensor(invstd);
       DeviceDoubles sums_d(2 * k.c);
       sums_d.upload(std::vector<double>(2 * k.c, 777.0));
-      cuda::batch_norm_backward_reduce(
-          dy_d.data(), x_d.data(), mean_d.data(), invstd_d.data(), k.n, k.c, k.s, k.channels_last,
-          with_sums ? sums_d.data() : nullptr, with_grads ? grad_weight_d.data() : nullptr,
-          with_grads ? grad_bias_d.data() : nullptr);
+      cuda::batch_norm_backward_reduce(dy_d.data(), x_d.data(), mean_d.data(), invstd_d.data(),
+                                       k.shape(), with_sums ? sums_d.data() : nullptr,
+                                       with_grads ? grad_weight_d.data() : nullptr,
+                                       with_grads ? grad_bias_d.data() : nullptr);
 
       std::vector<double> sums(2 * k.c, 777.0);
       const std::vector<float> grad_weight_before = grad_weight, grad_bias_before = grad_bias;
-      cpu::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), k.n, k.c,
-                                      k.s, k.channels_last, with_sums ? sums.data() : nullptr,
+      cpu::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), k.shape(),
+                                      with_sums ? sums.data() : nullptr,
                                       with_grads ? grad_weight.data() : nullptr,
                                       with_grads ? grad_bias.data() : nullptr);
 
@@ -378,10 +378,9 @@ TEST(BatchNormCudaTest, BackwardElemtMatchesCpu) {
         for (int64_t i = 0; i < 2 * k.c; ++i) sums[i] = std::sqrt(count) * r[i];
       }
       std::vector<float> expected(x.size());
-      cpu::batch_norm_backward_elemt(dy.data(), x.data(), mean.data(), invstd.data(),
-                                     with_weight ? weight.data() : nullptr,
-                                     with_sums ? sums.data() : nullptr, count, k.n, k.c, k.s,
-                                     k.channels_last, expected.data());
+      cpu::batch_norm_backward_elemt(
+          dy.data(), x.data(), mean.data(), invstd.data(), with_weight ? weight.data() : nullptr,
+          with_sums ? sums.data() : nullptr, count, k.shape(), expected.data());
 
       const Tensor x_d = device_tensor(x), dy_d = device_tensor(dy);
       const Tensor mean_d = device_tensor(mean), invstd_d = device_tensor(invstd);
@@ -391,8 +390,8 @@ TEST(BatchNormCudaTest, BackwardElemtMatchesCpu) {
       Tensor dx_d = Tensor::zeros({k.numel()}, Device::cuda(0));
       cuda::batch_norm_backward_elemt(dy_d.data(), x_d.data(), mean_d.data(), invstd_d.data(),
                                       with_weight ? weight_d.data() : nullptr,
-                                      with_sums ? sums_d.data() : nullptr, count, k.n, k.c, k.s,
-                                      k.channels_last, dx_d.data());
+                                      with_sums ? sums_d.data() : nullptr, count, k.shape(),
+                                      dx_d.data());
       expect_close_rel(dx_d.to_vector(), expected, kRtol, "dx");
     }
   }
@@ -417,19 +416,17 @@ TEST(BatchNormCudaTest, TrainingStepMatchesCpu) {
     std::vector<double> packed(2 * k.c + 1);
     std::vector<float> mean(k.c), invstd(k.c), y(x.size()), dx(x.size());
     std::vector<float> grad_weight(k.c, 0.0f), grad_bias(k.c, 0.0f);
-    cpu::batch_norm_stats(x.data(), running_mean.data(), k.n, k.c, k.s, k.channels_last,
-                          packed.data());
+    cpu::batch_norm_stats(x.data(), running_mean.data(), k.shape(), packed.data());
     packed[2 * k.c] = count;
     cpu::batch_norm_finalize(packed.data(), running_mean.data(), k.c, kEps, mean.data(),
                              invstd.data(), nullptr, nullptr, nullptr, 0.1, false);
-    cpu::batch_norm_elemt(x.data(), mean.data(), invstd.data(), weight.data(), bias.data(), k.n,
-                          k.c, k.s, k.channels_last, y.data());
+    cpu::batch_norm_elemt(x.data(), mean.data(), invstd.data(), weight.data(), bias.data(),
+                          k.shape(), y.data());
     std::vector<double> sums(2 * k.c);
-    cpu::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), k.n, k.c, k.s,
-                                    k.channels_last, sums.data(), grad_weight.data(),
-                                    grad_bias.data());
+    cpu::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), k.shape(),
+                                    sums.data(), grad_weight.data(), grad_bias.data());
     cpu::batch_norm_backward_elemt(dy.data(), x.data(), mean.data(), invstd.data(), weight.data(),
-                                   sums.data(), count, k.n, k.c, k.s, k.channels_last, dx.data());
+                                   sums.data(), count, k.shape(), dx.data());
 
     // GPU.
     const Tensor x_d = device_tensor(x), dy_d = device_tensor(dy);
@@ -442,19 +439,17 @@ TEST(BatchNormCudaTest, TrainingStepMatchesCpu) {
     Tensor grad_weight_d = Tensor::zeros({k.c}, Device::cuda(0));
     Tensor grad_bias_d = Tensor::zeros({k.c}, Device::cuda(0));
     DeviceDoubles packed_d(2 * k.c + 1), sums_d(2 * k.c);
-    cuda::batch_norm_stats(x_d.data(), shift_d.data(), k.n, k.c, k.s, k.channels_last,
-                           packed_d.data());
+    cuda::batch_norm_stats(x_d.data(), shift_d.data(), k.shape(), packed_d.data());
     device_copy(packed_d.data() + 2 * k.c, Device::cuda(0), &count, Device::cpu(), sizeof(double));
     cuda::batch_norm_finalize(packed_d.data(), shift_d.data(), k.c, kEps, mean_d.data(),
                               invstd_d.data(), nullptr, nullptr, nullptr, 0.1, false);
     cuda::batch_norm_elemt(x_d.data(), mean_d.data(), invstd_d.data(), weight_d.data(),
-                           bias_d.data(), k.n, k.c, k.s, k.channels_last, y_d.data());
-    cuda::batch_norm_backward_reduce(dy_d.data(), x_d.data(), mean_d.data(), invstd_d.data(), k.n,
-                                     k.c, k.s, k.channels_last, sums_d.data(), grad_weight_d.data(),
+                           bias_d.data(), k.shape(), y_d.data());
+    cuda::batch_norm_backward_reduce(dy_d.data(), x_d.data(), mean_d.data(), invstd_d.data(),
+                                     k.shape(), sums_d.data(), grad_weight_d.data(),
                                      grad_bias_d.data());
     cuda::batch_norm_backward_elemt(dy_d.data(), x_d.data(), mean_d.data(), invstd_d.data(),
-                                    weight_d.data(), sums_d.data(), count, k.n, k.c, k.s,
-                                    k.channels_last, dx_d.data());
+                                    weight_d.data(), sums_d.data(), count, k.shape(), dx_d.data());
 
     expect_close_rel(mean_d.to_vector(), mean, kRtol, "mean");
     expect_close_rel(invstd_d.to_vector(), invstd, kRtol, "invstd");
@@ -488,16 +483,18 @@ TEST(BatchNormCudaTest, EmptyBatchGivesZeroSumsAndKeepsGradients) {
   Tensor grad_weight = device_tensor(before), grad_bias = device_tensor(before);
   DeviceDoubles sums(2 * channels);
   sums.upload(std::vector<double>(2 * channels, 9.0));
-  cuda::batch_norm_backward_reduce(x.data(), x.data(), mean.data(), invstd.data(), 0, channels, 9,
-                                   false, sums.data(), grad_weight.data(), grad_bias.data());
+  const cpu::BatchNormShape nchw{.batch = 0, .channels = channels, .spatial = 9};
+  const cpu::BatchNormShape nhwc{
+      .batch = 0, .channels = channels, .spatial = 9, .channels_last = true};
+  cuda::batch_norm_backward_reduce(x.data(), x.data(), mean.data(), invstd.data(), nchw,
+                                   sums.data(), grad_weight.data(), grad_bias.data());
   EXPECT_EQ(sums.download(), std::vector<double>(2 * channels, 0.0));
   EXPECT_EQ(grad_weight.to_vector(), before);
   EXPECT_EQ(grad_bias.to_vector(), before);
   Tensor y = Tensor::empty({0}, Device::cuda(0));
-  cuda::batch_norm_elemt(x.data(), mean.data(), invstd.data(), nullptr, nullptr, 0, channels, 9,
-                         true, y.data());
+  cuda::batch_norm_elemt(x.data(), mean.data(), invstd.data(), nullptr, nullptr, nhwc, y.data());
   cuda::batch_norm_backward_elemt(x.data(), x.data(), mean.data(), invstd.data(), nullptr,
-                                  sums.data(), 1.0, 0, channels, 9, true, y.data());
+                                  sums.data(), 1.0, nhwc, y.data());
   EXPECT_EQ(sums.download(), std::vector<double>(2 * channels, 0.0));  // and no error queued
 }
 

@@ -26,6 +26,7 @@ constexpr double kEps = 1e-5;
 struct Case {
   int64_t n, c, s, g;
   int64_t numel() const { return n * c * s; }
+  cpu::GroupNormShape shape() const { return {n, c, s, g}; }
   std::string str() const {
     return "(N, C, S, G) = (" + std::to_string(n) + ", " + std::to_string(c) + ", " +
            std::to_string(s) + ", " + std::to_string(g) + ")";
@@ -57,7 +58,7 @@ TEST(GroupNormCudaTest, ForwardMatchesCpu) {
         const std::vector<float> bias = random_values(k.c, ++seed, 0.5f, 0.0f);
         std::vector<float> y(x.size()), mean(rows), invstd(rows);
         cpu::group_norm_forward(x.data(), affine ? weight.data() : nullptr,
-                                affine ? bias.data() : nullptr, k.n, k.c, k.s, k.g, kEps, y.data(),
+                                affine ? bias.data() : nullptr, k.shape(), kEps, y.data(),
                                 mean.data(), invstd.data());
 
         const Tensor x_d = device_tensor(x);
@@ -66,8 +67,8 @@ TEST(GroupNormCudaTest, ForwardMatchesCpu) {
         Tensor mean_d = Tensor::zeros({rows}, Device::cuda(0));
         Tensor invstd_d = Tensor::zeros({rows}, Device::cuda(0));
         cuda::group_norm_forward(x_d.data(), affine ? weight_d.data() : nullptr,
-                                 affine ? bias_d.data() : nullptr, k.n, k.c, k.s, k.g, kEps,
-                                 y_d.data(), mean_d.data(), invstd_d.data());
+                                 affine ? bias_d.data() : nullptr, k.shape(), kEps, y_d.data(),
+                                 mean_d.data(), invstd_d.data());
         expect_close_rel(mean_d.to_vector(), mean, kRtol, "mean");
         expect_close_rel(invstd_d.to_vector(), invstd, kRtol, "invstd");
         // With mean 1e4, y = (x - mean) * scale: the mean's last bit (1e-3 at 1e4) is a 1e-3
@@ -94,8 +95,8 @@ TEST(GroupNormCudaTest, BackwardMatchesCpu) {
       std::vector<float> grad_bias = random_values(k.c, ++seed, 1.0f, 0.0f);
       // Statistics from the CPU forward, shared by both backward passes.
       std::vector<float> y(x.size()), mean(rows), invstd(rows);
-      cpu::group_norm_forward(x.data(), nullptr, nullptr, k.n, k.c, k.s, k.g, kEps, y.data(),
-                              mean.data(), invstd.data());
+      cpu::group_norm_forward(x.data(), nullptr, nullptr, k.shape(), kEps, y.data(), mean.data(),
+                              invstd.data());
 
       const Tensor x_d = device_tensor(x), dy_d = device_tensor(dy);
       const Tensor weight_d = device_tensor(weight);
@@ -103,14 +104,14 @@ TEST(GroupNormCudaTest, BackwardMatchesCpu) {
       Tensor grad_weight_d = device_tensor(grad_weight), grad_bias_d = device_tensor(grad_bias);
       Tensor dx_d = Tensor::zeros({k.numel()}, Device::cuda(0));
       cuda::group_norm_backward(dy_d.data(), x_d.data(), mean_d.data(), invstd_d.data(),
-                                with_weight ? weight_d.data() : nullptr, k.n, k.c, k.s, k.g,
-                                dx_d.data(), with_grads ? grad_weight_d.data() : nullptr,
+                                with_weight ? weight_d.data() : nullptr, k.shape(), dx_d.data(),
+                                with_grads ? grad_weight_d.data() : nullptr,
                                 with_grads ? grad_bias_d.data() : nullptr);
 
       const std::vector<float> grad_weight_before = grad_weight, grad_bias_before = grad_bias;
       std::vector<float> dx(x.size());
       cpu::group_norm_backward(dy.data(), x.data(), mean.data(), invstd.data(),
-                               with_weight ? weight.data() : nullptr, k.n, k.c, k.s, k.g, dx.data(),
+                               with_weight ? weight.data() : nullptr, k.shape(), dx.data(),
                                with_grads ? grad_weight.data() : nullptr,
                                with_grads ? grad_bias.data() : nullptr);
       const std::vector<float> dx_gpu = dx_d.to_vector();

@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 
+#include "syncbn/device.h"
 #include "syncbn/nn/module.h"
 #include "syncbn/tensor.h"
 
@@ -75,15 +76,39 @@ class BatchNorm : public Module {
   struct ShareState {};
   BatchNorm(const BatchNorm& source, ShareState);
 
+  // Views of the packed statistics that the hooks reduce in place: size() doubles at data, in
+  // the memory of `device` (the input's), one buffer reused by forward and backward.
+  // Forward, 2C+1 values [s1(C), s2(C), n]: the shifted sums s1 = sum(x - K) and
+  // s2 = sum((x - K)^2) of each channel, then the count n, so that one allreduce sums all three.
+  struct ForwardStats {
+    double* data;
+    int64_t channels;
+    Device device;
+
+    int64_t size() const { return 2 * channels + 1; }
+    double* s1() const { return data; }
+    double* s2() const { return data + channels; }
+    double* count() const { return data + 2 * channels; }
+  };
+  // Backward, 2C values [sum_dy(C), sum_dy_xhat(C)].
+  struct BackwardStats {
+    double* data;
+    int64_t channels;
+    Device device;
+
+    int64_t size() const { return 2 * channels; }
+    double* sum_dy() const { return data; }
+    double* sum_dy_xhat() const { return data + channels; }
+  };
+
   // The collective hooks. A local batch norm does nothing; SyncBatchNorm allreduces (sum) over
   // its group. Called on every training step, also with an empty local batch (zeros), so that
-  // every rank joins the collective. Both buffers live on the input's device.
-  //   packed = [s1(C), s2(C), count], 2C+1 doubles; afterwards it must hold the group totals.
-  // Returns whether it changed them: only then is the total count read back from `packed`
-  // (a device-to-host copy, which a local batch norm on the GPU need not wait for).
-  virtual bool reduce_forward_stats(double* /*packed*/, int64_t /*channels*/) { return false; }
-  //   packed = [sum_dy(C), sum_dy_xhat(C)], 2C doubles; afterwards the group totals.
-  virtual void reduce_backward_stats(double* /*packed*/, int64_t /*channels*/) {}
+  // every rank joins the collective. Afterwards the buffer must hold the group totals.
+  // reduce_forward_stats returns whether it changed them: only then is the total count read
+  // back from stats.count() (a device-to-host copy, which a local batch norm on the GPU need
+  // not wait for).
+  virtual bool reduce_forward_stats(ForwardStats /*stats*/) { return false; }
+  virtual void reduce_backward_stats(BackwardStats /*stats*/) {}
 
   // The dimensions a concrete class accepts (BatchNorm2d: 4-D); the base accepts (N, C, *).
   virtual void check_input_dim(const Tensor& x) const;
@@ -109,7 +134,9 @@ class BatchNorm : public Module {
   // Sizes the saved statistics (C floats) and the packed buffer (2C+1 doubles) for `device`;
   // allocates only when the channel count or device changed.
   void prepare_scratch(Device device);
-  double* packed_stats() const { return static_cast<double*>(packed_->ptr); }
+  // The packed buffer as the forward statistics or the backward sums.
+  ForwardStats forward_stats() const;
+  BackwardStats backward_stats() const;
   Tensor tracked_buffer(const std::string& name);
 
   BatchNormOptions options_;

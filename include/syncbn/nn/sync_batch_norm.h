@@ -30,8 +30,8 @@ class SyncBatchNorm : public BatchNorm {
 
  protected:
   void check_input_dim(const Tensor& x) const override;
-  bool reduce_forward_stats(double* packed, int64_t channels) override;
-  void reduce_backward_stats(double* packed, int64_t channels) override;
+  bool reduce_forward_stats(ForwardStats stats) override;
+  void reduce_backward_stats(BackwardStats stats) override;
 
  private:
   std::shared_ptr<dist::Communicator> group_;

@@ -544,14 +544,14 @@ class TwoIdenticalRanksBatchNorm2d : public nn::BatchNorm2d {
   std::vector<std::vector<double>> forward_packed_seen, backward_packed_seen;
 
  protected:
-  bool reduce_forward_stats(double* packed, int64_t channels) override {
-    forward_packed_seen.emplace_back(packed, packed + 2 * channels + 1);
-    for (int64_t i = 0; i < 2 * channels + 1; ++i) packed[i] *= 2.0;
+  bool reduce_forward_stats(ForwardStats stats) override {
+    forward_packed_seen.emplace_back(stats.data, stats.data + stats.size());
+    for (int64_t i = 0; i < stats.size(); ++i) stats.data[i] *= 2.0;
     return true;
   }
-  void reduce_backward_stats(double* packed, int64_t channels) override {
-    backward_packed_seen.emplace_back(packed, packed + 2 * channels);
-    for (int64_t i = 0; i < 2 * channels; ++i) packed[i] *= 2.0;
+  void reduce_backward_stats(BackwardStats stats) override {
+    backward_packed_seen.emplace_back(stats.data, stats.data + stats.size());
+    for (int64_t i = 0; i < stats.size(); ++i) stats.data[i] *= 2.0;
   }
 };
 
@@ -629,13 +629,13 @@ class EmptyRankBatchNorm2d : public nn::BatchNorm2d {
   std::vector<std::vector<double>> forward_packed_seen, backward_packed_seen;
 
  protected:
-  bool reduce_forward_stats(double* packed, int64_t channels) override {
-    forward_packed_seen.emplace_back(packed, packed + 2 * channels + 1);
-    for (int64_t i = 0; i < 2 * channels + 1; ++i) packed[i] += other_forward_[i];
+  bool reduce_forward_stats(ForwardStats stats) override {
+    forward_packed_seen.emplace_back(stats.data, stats.data + stats.size());
+    for (int64_t i = 0; i < stats.size(); ++i) stats.data[i] += other_forward_[i];
     return true;
   }
-  void reduce_backward_stats(double* packed, int64_t channels) override {
-    backward_packed_seen.emplace_back(packed, packed + 2 * channels);
+  void reduce_backward_stats(BackwardStats stats) override {
+    backward_packed_seen.emplace_back(stats.data, stats.data + stats.size());
   }
 
  private:
