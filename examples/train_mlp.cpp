@@ -25,8 +25,8 @@ int main(int argc, char** argv) try {
   std::printf("%s\n", model->str().c_str());
 
   optim::SgdOptions sgd;
-  sgd.lr = 0.05;
-  sgd.momentum = 0.9;
+  sgd.lr(0.05);
+  sgd.momentum(0.9);
   optim::Sgd optimizer(model->parameters(), sgd);
   nn::CrossEntropyLoss criterion;
 

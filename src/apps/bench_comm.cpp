@@ -57,13 +57,14 @@ void bench_model(const std::string& name, int64_t batch, int64_t steps, int64_t 
   // SyncBN gets its own communicator over the same ranks, so that its counters are its own.
   auto sync_group = world->split(0, world->rank());
   nn::ModelOptions options;
-  options.name = name;
-  options.norm = nn::NormKind::kSyncBatch;
-  options.sync_group = sync_group;
+  options.name(name);
+  options.norm(nn::NormKind::kSyncBatch);
+  options.sync_group(sync_group);
   auto model = nn::make_model(options);
   nn::initialize(*model, nn::InitScheme::kKaiming, 1);
   dist::DataParallelOptions ddp_options;
-  if (bucket_kib > 0) ddp_options.first_bucket_bytes = ddp_options.bucket_bytes = bucket_kib * 1024;
+  if (bucket_kib > 0)
+    ddp_options.first_bucket_bytes(bucket_kib * 1024).bucket_bytes(bucket_kib * 1024);
   dist::DataParallel ddp(model, world, ddp_options);
 
   Generator gen(derive_seed(7, world->rank()));

@@ -15,46 +15,47 @@ constexpr uint64_t kTrainStream = 1;
 constexpr uint64_t kTestStream = 2;
 
 void check_options(const SyntheticOptions& o) {
-  SYNCBN_CHECK(o.samples > 0, "synthetic dataset: samples must be positive, got ", o.samples);
-  SYNCBN_CHECK(o.channels > 0 && o.height > 0 && o.width > 0,
-               "synthetic dataset: channels, height and width must be positive, got ", o.channels,
-               "x", o.height, "x", o.width);
-  SYNCBN_CHECK(o.classes >= 2, "synthetic dataset: classes must be at least 2, got ", o.classes);
-  SYNCBN_CHECK(o.classes <= (int64_t{1} << 31) - 1, "synthetic dataset: ", o.classes,
+  SYNCBN_CHECK(o.samples() > 0, "synthetic dataset: samples must be positive, got ", o.samples());
+  SYNCBN_CHECK(o.channels() > 0 && o.height() > 0 && o.width() > 0,
+               "synthetic dataset: channels, height and width must be positive, got ", o.channels(),
+               "x", o.height(), "x", o.width());
+  SYNCBN_CHECK(o.classes() >= 2, "synthetic dataset: classes must be at least 2, got ",
+               o.classes());
+  SYNCBN_CHECK(o.classes() <= (int64_t{1} << 31) - 1, "synthetic dataset: ", o.classes(),
                " classes do not fit an int32 label");
-  SYNCBN_CHECK(std::isfinite(o.noise_std) && o.noise_std >= 0.0f,
-               "synthetic dataset: noise_std must be finite and non-negative, got ", o.noise_std);
+  SYNCBN_CHECK(std::isfinite(o.noise_std()) && o.noise_std() >= 0.0f,
+               "synthetic dataset: noise_std must be finite and non-negative, got ", o.noise_std());
 }
 
 }  // namespace
 
 Dataset make_synthetic(const SyntheticOptions& options, bool train) {
   check_options(options);
-  const int64_t sample_numel = options.channels * options.height * options.width;
+  const int64_t sample_numel = options.channels() * options.height() * options.width();
 
-  std::vector<float> prototypes(static_cast<std::size_t>(options.classes * sample_numel));
-  Generator prototype_generator(derive_seed(options.seed, kPrototypeStream));
+  std::vector<float> prototypes(static_cast<std::size_t>(options.classes() * sample_numel));
+  Generator prototype_generator(derive_seed(options.seed(), kPrototypeStream));
   for (float& p : prototypes) p = static_cast<float>(prototype_generator.normal());
 
   Dataset dataset;
   dataset.name = train ? "synthetic-train" : "synthetic-test";
-  dataset.num_classes = options.classes;
+  dataset.num_classes = options.classes();
   dataset.images =
-      Tensor::empty({options.samples, options.channels, options.height, options.width});
-  dataset.labels.resize(static_cast<std::size_t>(options.samples));
+      Tensor::empty({options.samples(), options.channels(), options.height(), options.width()});
+  dataset.labels.resize(static_cast<std::size_t>(options.samples()));
 
-  const uint64_t split_seed = derive_seed(options.seed, train ? kTrainStream : kTestStream);
-  const double noise = options.noise_std;
+  const uint64_t split_seed = derive_seed(options.seed(), train ? kTrainStream : kTestStream);
+  const double noise = options.noise_std();
   // Prototype and noise variances add up to 1 + noise^2; scale back to unit variance.
   const double scale = 1.0 / std::sqrt(1.0 + noise * noise);
   float* images = dataset.images.data();
   int32_t* labels = dataset.labels.data();
   // One generator per sample: the output is the same for any number of threads.
-#pragma omp parallel for schedule(static) if (options.samples * sample_numel > (int64_t{1} << 16))
-  for (int64_t i = 0; i < options.samples; ++i) {
+#pragma omp parallel for schedule(static) if (options.samples() * sample_numel > (int64_t{1} << 16))
+  for (int64_t i = 0; i < options.samples(); ++i) {
     Generator generator(derive_seed(split_seed, static_cast<uint64_t>(i)));
     const auto label =
-        static_cast<int32_t>(generator.below(static_cast<uint64_t>(options.classes)));
+        static_cast<int32_t>(generator.below(static_cast<uint64_t>(options.classes())));
     labels[i] = label;
     const float* prototype = prototypes.data() + label * sample_numel;
     float* x = images + i * sample_numel;

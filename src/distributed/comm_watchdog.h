@@ -53,6 +53,10 @@ class CommWatchdog {
   // Called once, on the watchdog thread, with the message of the first failure. May not return.
   using FailureHandler = std::function<void(const std::string& message)>;
 
+  // A plain aggregate, not a SYNCBN_ARG options class: internal to the backends, filled once (by
+  // make_nccl_watchdog, and a test helper), and it holds a callable: as an option it would be
+  // run as options_.thread_setup()(), and options_.thread_setup() would compile as a getter call
+  // that runs nothing.
   struct Options {
     std::string backend = "NCCL";  // first word of the messages
     int comm_size = 1;

@@ -14,7 +14,7 @@ DataParallel::DataParallel(std::shared_ptr<nn::Module> model, std::shared_ptr<Co
                            DataParallelOptions options)
     : model_(std::move(model)), comm_(std::move(comm)), options_(options) {
   SYNCBN_CHECK(model_ && comm_, "DataParallel needs a model and a communicator");
-  SYNCBN_CHECK(options_.first_bucket_bytes > 0 && options_.bucket_bytes > 0,
+  SYNCBN_CHECK(options_.first_bucket_bytes() > 0 && options_.bucket_bytes() > 0,
                "DataParallel: bucket sizes must be positive");
   check_same_signature(*comm_, nn::model_signature(model_->state_dict()), "model");
   broadcast_state();
@@ -48,7 +48,7 @@ void DataParallel::build_buckets() {
     groups.back().push_back(it->get());
     bytes += static_cast<std::size_t>((*it)->value.numel()) * sizeof(float);
     const std::size_t limit =
-        groups.size() == 1 ? options_.first_bucket_bytes : options_.bucket_bytes;
+        groups.size() == 1 ? options_.first_bucket_bytes() : options_.bucket_bytes();
     if (bytes >= limit && std::next(it) != params.rend()) {
       groups.emplace_back();
       bytes = 0;
@@ -84,7 +84,7 @@ std::vector<std::size_t> DataParallel::bucket_sizes() const {
 }
 
 Tensor DataParallel::forward(const Tensor& x) {
-  if (options_.broadcast_buffers && model_->is_training() && comm_->size() > 1) {
+  if (options_.broadcast_buffers() && model_->is_training() && comm_->size() > 1) {
     for (auto& [name, buffer] : model_->named_buffers()) {
       Tensor t = buffer;
       comm_->broadcast(t, 0);

@@ -33,7 +33,7 @@ inline std::string nccl_error_text(ncclResult_t status) {
 
 // For calls that complete before they return (ncclGetUniqueId, ncclCommGetAsyncError, calls on a
 // blocking communicator). Calls on a non-blocking communicator may also answer ncclInProgress
-// and finish later: nccl_communicator.cpp waits for those (wait_for_nccl).
+// and finish later: nccl_state.cpp waits for those (wait_for_nccl).
 #define SYNCBN_NCCL_CHECK(call)                                                     \
   do {                                                                              \
     const ncclResult_t status_ = (call);                                            \

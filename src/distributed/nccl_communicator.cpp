@@ -19,42 +19,33 @@
 // thread aborts the NCCL communicator (which makes this rank's NCCL kernels return) and ends the
 // job with abort_job. The communicator's mutex makes that abort safe against the main thread:
 // every NCCL call on the communicator holds it, and no call holds it while waiting.
+//
+// Files: this one (the communicator and its factory), nccl_state (the state shared with requests
+// and watchdog, the event pool, wait_for_nccl), nccl_request (event ordering), nccl_watchdog
+// (health check and abort), nccl_environment (version, NCCL_HOSTID, one rank per GPU).
 #include "syncbn/distributed/nccl_communicator.h"
 
 #include <cuda_runtime.h>
 #include <nccl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <fstream>
-#include <future>
+#include <memory>
 #include <mutex>
-#include <sstream>
-#include <thread>
+#include <string>
 #include <utility>
-#include <vector>
-
-// Only MPI's C API: the deprecated C++ bindings would need libmpi_cxx at link time.
-#ifndef OMPI_SKIP_MPICXX
-#define OMPI_SKIP_MPICXX 1
-#endif
-#ifndef MPICH_SKIP_MPICXX
-#define MPICH_SKIP_MPICXX 1
-#endif
-#include <mpi.h>
 
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "distributed/comm_watchdog.h"
 #include "distributed/nccl_check.h"
-#include "syncbn/distributed/mpi_communicator.h"
-#include "syncbn/distributed/runtime.h"
+#include "distributed/nccl_environment.h"
+#include "distributed/nccl_request.h"
+#include "distributed/nccl_state.h"
+#include "distributed/nccl_watchdog.h"
 #include "syncbn/error.h"
 #include "syncbn/tensor.h"
 
@@ -62,7 +53,16 @@ namespace syncbn::dist {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using detail::apply_hostid_per_rank;
+using detail::check_one_rank_per_gpu;
+using detail::Clock;
+using detail::deadline_after;
+using detail::DeviceGuard;
+using detail::NcclRequest;
+using detail::NcclState;
+using detail::PendingCollective;
+using detail::wait_for_job_end;
+using detail::wait_for_nccl;
 
 ncclDataType_t nccl_type(DataType type) {
   switch (type) {
@@ -78,296 +78,6 @@ ncclDataType_t nccl_type(DataType type) {
       return ncclUint8;
   }
   SYNCBN_FAIL("unknown DataType ", static_cast<int>(type));
-}
-
-int nccl_version_code() {
-  int version = 0;
-  SYNCBN_NCCL_CHECK(ncclGetVersion(&version));
-  return version;
-}
-
-// Makes `device` current for a scope, and the previous device current again after it.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) : previous_(cuda::current_device()) {
-    if (previous_ != device) cuda::set_device(device);
-  }
-  ~DeviceGuard() { cudaSetDevice(previous_); }  // not checked: a destructor cannot throw
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_;
-};
-
-Clock::time_point deadline_after(double seconds) {
-  if (seconds <= 0) return Clock::time_point::max();
-  return Clock::now() +
-         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
-
-// CUDA events (timing disabled, the cheapest kind) reused across collectives, so that the hot
-// path creates none. An event returns to the pool when its last user lets go of it: the request
-// that waits on it, and the watchdog that watches it.
-class EventPool : public std::enable_shared_from_this<EventPool> {
- public:
-  ~EventPool() {
-    for (cudaEvent_t event : free_) cudaEventDestroy(event);  // not checked: may run at exit
-  }
-
-  // The caller has made the pool's device current.
-  std::shared_ptr<CUevent_st> acquire() {
-    cudaEvent_t event = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!free_.empty()) {
-        event = free_.back();
-        free_.pop_back();
-      }
-    }
-    if (event == nullptr) {
-      SYNCBN_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
-    }
-    std::shared_ptr<EventPool> self = shared_from_this();
-    return std::shared_ptr<CUevent_st>(event, [self](cudaEvent_t e) { self->release(e); });
-  }
-
- private:
-  void release(cudaEvent_t event) noexcept {
-    try {
-      std::lock_guard<std::mutex> lock(mutex_);
-      free_.push_back(event);
-    } catch (...) {
-      cudaEventDestroy(event);
-    }
-  }
-
-  std::mutex mutex_;
-  std::vector<cudaEvent_t> free_;
-};
-
-// What the communicator, its requests in flight and its watchdog share. `mutex` guards `comm`
-// against ncclCommAbort from the watchdog's side, and decides which thread reports a failure:
-// the main thread reports the errors of its own calls (they throw), the watchdog the rest.
-struct NcclState {
-  int device = 0;
-  int size = 1;
-  std::mutex mutex;
-  ncclComm_t comm = nullptr;    // under `mutex`
-  bool ending = false;          // the watchdog is ending the job: no NCCL call may start
-  bool comm_aborted = false;    // ncclCommAbort has been called
-  bool error_reported = false;  // a call of the main thread threw: it reports, not the watchdog
-  std::string ending_reason;
-  std::shared_ptr<EventPool> events = std::make_shared<EventPool>();
-};
-
-// The watchdog is ending the job (abort_job, within seconds); the main thread must not touch the
-// communicator meanwhile, nor report the failure a second time: it waits for the end.
-[[noreturn]] void wait_for_job_end(std::unique_lock<std::mutex>& lock, const NcclState& state) {
-  const std::string reason = state.ending_reason;
-  lock.unlock();
-  std::this_thread::sleep_for(std::chrono::seconds(60));
-  SYNCBN_FAIL("the NCCL communicator on cuda:", state.device,
-              " was aborted by its watchdog, and the job did not end: ", reason);
-}
-
-// Waits until the non-blocking `comm` has finished the call that returned `status`. NCCL may
-// return ncclSuccess or ncclInProgress and go on in a thread of its own (connecting to peers,
-// initialising, splitting); the communicator's state (ncclCommGetAsyncError) says ncclInProgress
-// until then, and the result after. Throws syncbn::Error naming `call` on an error, or once
-// `deadline` has passed. With `lock` (on state->mutex), the mutex is released while waiting, and
-// the wait ends in wait_for_job_end when the watchdog ends the job meanwhile.
-void wait_for_nccl(ncclComm_t comm, ncclResult_t status, const char* call,
-                   Clock::time_point deadline, std::unique_lock<std::mutex>* lock = nullptr,
-                   const NcclState* state = nullptr) {
-  for (int round = 0;; ++round) {
-    if (status != ncclSuccess && status != ncclInProgress) {
-      detail::throw_nccl_error(status, call, __FILE__, __LINE__);
-    }
-    ncclResult_t progress = ncclSuccess;
-    SYNCBN_NCCL_CHECK(ncclCommGetAsyncError(comm, &progress));
-    if (progress == ncclSuccess) return;
-    if (progress != ncclInProgress) detail::throw_nccl_error(progress, call, __FILE__, __LINE__);
-    if (Clock::now() > deadline) {
-      SYNCBN_FAIL(call, " did not complete within SYNCBN_COMM_TIMEOUT (", comm_timeout_seconds(),
-                  " s): a rank may be missing or stopped");
-    }
-    if (lock != nullptr) lock->unlock();
-    // Connecting takes milliseconds to seconds: yield at first, then sleep a little.
-    if (round < 1000) {
-      std::this_thread::yield();
-    } else {
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-    if (lock != nullptr) {
-      lock->lock();
-      if (state->ending) wait_for_job_end(*lock, *state);
-    }
-    status = ncclSuccess;
-  }
-}
-
-// One collective as the watchdog sees it: issued (NCCL may still be connecting), enqueued (the
-// event `done` is recorded after it), or abandoned (the call threw, and the error travels with
-// the exception).
-struct PendingCollective {
-  enum Phase : int { kIssued, kEnqueued, kAbandoned };
-  std::atomic<int> phase{kIssued};
-  std::shared_ptr<CUevent_st> done;
-
-  CollectiveState poll(std::string& error) const {
-    const int now = phase.load(std::memory_order_acquire);
-    if (now == kIssued) return CollectiveState::kRunning;
-    if (now == kAbandoned) return CollectiveState::kDone;
-    const cudaError_t status = cudaEventQuery(done.get());
-    if (status == cudaSuccess) return CollectiveState::kDone;
-    if (status == cudaErrorNotReady) {
-      cudaGetLastError();  // "not ready" is no error; keep it out of this thread's last error
-      return CollectiveState::kRunning;
-    }
-    error = std::string("CUDA error ") + cudaGetErrorName(status) + " (" +
-            cudaGetErrorString(status) + ")";
-    return CollectiveState::kFailed;
-  }
-};
-
-// The watchdog's last act: abort the NCCL communicator, so that this rank's NCCL kernels return
-// and nothing waits on them, then end the job with the message. ncclCommAbort runs on a thread of
-// its own and gets at most 10 s: it can itself hang in some NCCL versions (NVIDIA/nccl#829), and
-// ending the job is what matters.
-[[noreturn]] void abort_communicator_and_end_job(const std::shared_ptr<NcclState>& state,
-                                                 const std::string& message) {
-  try {
-    auto finished = std::make_shared<std::promise<void>>();
-    std::future<void> aborted = finished->get_future();
-    std::thread([state, finished, message] {
-      {
-        std::lock_guard<std::mutex> lock(state->mutex);
-        if (!state->ending) {
-          state->ending = true;
-          state->ending_reason = message;
-        }
-        if (!state->comm_aborted && state->comm != nullptr) {
-          state->comm_aborted = true;
-          cudaSetDevice(state->device);
-          ncclCommAbort(state->comm);  // not checked: the job ends either way
-        }
-      }
-      finished->set_value();
-    }).detach();
-    aborted.wait_for(std::chrono::seconds(10));
-  } catch (...) {
-    // No thread for the abort: end the job without it.
-  }
-  abort_job(message);
-}
-
-// A non-blocking allreduce in flight on the communication stream.
-class NcclRequest final : public Request {
- public:
-  // done == nullptr: already complete (an empty or host-memory allreduce).
-  NcclRequest(int device, std::shared_ptr<CUevent_st> done)
-      : device_(device), done_(std::move(done)) {}
-
-  ~NcclRequest() override {
-    // The contract: a request destroyed before completion waits for it. Here that orders the
-    // compute stream, so memory freed after this is reused only after the allreduce.
-    try {
-      wait();
-    } catch (...) {
-    }
-  }
-
-  void wait() override {
-    if (waited_ || done_ == nullptr) return;
-    DeviceGuard guard(device_);
-    SYNCBN_CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), done_.get(), 0));
-    waited_ = true;
-  }
-
-  bool test() override {
-    if (done_ == nullptr) return true;
-    const cudaError_t status = cudaEventQuery(done_.get());
-    if (status == cudaSuccess) return true;
-    if (status == cudaErrorNotReady) {
-      cudaGetLastError();  // "not ready" must not surface at the next launch check
-      return false;
-    }
-    SYNCBN_CUDA_CHECK(status);
-    return false;
-  }
-
- private:
-  int device_;
-  std::shared_ptr<CUevent_st> done_;
-  bool waited_ = false;
-};
-
-// SYNCBN_NCCL_HOSTID_PER_RANK=1 (tests on one GPU): every process gets its own NCCL_HOSTID,
-// "<host>-syncbn-rank<world rank>", so that NCCL takes the ranks for separate hosts. NCCL hashes
-// NCCL_HOSTID once per process, at its first use, hence before any NCCL call; once per process
-// here too.
-void apply_hostid_per_rank(const Communicator& bootstrap) {
-  static bool applied = false;
-  if (applied) return;
-  const char* flag = std::getenv("SYNCBN_NCCL_HOSTID_PER_RANK");
-  if (flag == nullptr || *flag == '\0' || std::strcmp(flag, "0") == 0) return;
-  SYNCBN_CHECK(std::strcmp(flag, "1") == 0, "SYNCBN_NCCL_HOSTID_PER_RANK must be 0 or 1, got '",
-               flag, "'");
-  // The world rank: unique in the job, whichever communicator is the bootstrap.
-  int world_rank = bootstrap.rank();
-  int mpi_running = 0;
-  SYNCBN_MPI_CHECK(MPI_Initialized(&mpi_running));
-  if (mpi_running) SYNCBN_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
-  std::string base;
-  if (const char* hostid = std::getenv("NCCL_HOSTID")) {
-    base = hostid;
-  } else {
-    char host[256] = {};
-    gethostname(host, sizeof(host) - 1);
-    base = host;
-  }
-  const std::string hostid = base + "-syncbn-rank" + std::to_string(world_rank);
-  SYNCBN_CHECK(setenv("NCCL_HOSTID", hostid.c_str(), 1) == 0, "cannot set NCCL_HOSTID");
-  applied = true;
-}
-
-// How NCCL tells hosts apart: NCCL_HOSTID when set, else the host name and the kernel's boot id
-// (so that containers with their own names count as hosts of their own, as in NCCL).
-std::string nccl_host_identity() {
-  if (const char* hostid = std::getenv("NCCL_HOSTID")) return hostid;
-  char host[256] = {};
-  gethostname(host, sizeof(host) - 1);
-  std::string boot_id;
-  std::ifstream("/proc/sys/kernel/random/boot_id") >> boot_id;
-  return std::string(host) + boot_id;
-}
-
-// NCCL 2.5 to 2.29 refuses two ranks of a communicator on one GPU of one host ("Duplicate GPU
-// detected", NVIDIA/nccl#418); 2.30 allows it with NCCL_MULTI_RANK_GPU_ENABLE=1 (and MPS).
-// Checked before NCCL, collectively, so that every rank fails alike with a message that says
-// what to do.
-void check_one_rank_per_gpu(Communicator& bootstrap, int device) {
-  const char* multi_rank = std::getenv("NCCL_MULTI_RANK_GPU_ENABLE");
-  const bool allowed =
-      nccl_version_code() >= 23000 && multi_rank != nullptr && std::strcmp(multi_rank, "1") == 0;
-  char bus_id[64] = {};
-  SYNCBN_CUDA_CHECK(cudaDeviceGetPCIBusId(bus_id, sizeof(bus_id), device));
-  const std::vector<std::string> gpus =
-      bootstrap.allgather_strings(nccl_host_identity() + "|" + bus_id);
-  if (allowed) return;
-  for (std::size_t second = 1; second < gpus.size(); ++second) {
-    for (std::size_t first = 0; first < second; ++first) {
-      if (gpus[first] != gpus[second]) continue;
-      SYNCBN_FAIL("ranks ", first, " and ", second, " of the communicator would share GPU ",
-                  gpus[first].substr(gpus[first].rfind('|') + 1), " of one host, and NCCL ",
-                  nccl_version(),
-                  " allows one rank per GPU. Start at most as many ranks per host as it has GPUs "
-                  "(each rank takes local rank % GPU count), or use the MPI backend; for tests "
-                  "only, SYNCBN_NCCL_HOSTID_PER_RANK=1 makes NCCL treat every rank as a host of "
-                  "its own (slow: its network transport)");
-    }
-  }
 }
 
 class NcclCommunicator final : public Communicator {
@@ -398,7 +108,7 @@ class NcclCommunicator final : public Communicator {
       SYNCBN_CUDA_CHECK(
           cudaStreamCreateWithPriority(&comm_stream_, cudaStreamNonBlocking, greatest));
       SYNCBN_CUDA_CHECK(cudaEventCreateWithFlags(&order_event_, cudaEventDisableTiming));
-      watchdog_ = make_watchdog();
+      watchdog_ = detail::make_nccl_watchdog(state_);
     } catch (...) {
       release_cuda_objects();
       ncclCommAbort(comm);
@@ -603,38 +313,6 @@ class NcclCommunicator final : public Communicator {
     return pending->done;
   }
 
-  std::unique_ptr<CommWatchdog> make_watchdog() {
-    CommWatchdog::Options options;
-    options.backend = "NCCL";
-    options.comm_size = state_->size;
-    options.timeout_seconds = comm_timeout_seconds();
-    const int device = state_->device;
-    options.thread_setup = [device] { cuda::set_device(device); };
-    const std::shared_ptr<NcclState> state = state_;
-    // Under the state's lock, when free: then no call of the main thread is running, and an
-    // error the main thread has met (and reports) is told apart from one nobody has seen.
-    auto health = [state]() -> std::string {
-      std::unique_lock<std::mutex> lock(state->mutex, std::try_to_lock);
-      if (!lock.owns_lock() || state->error_reported || state->comm == nullptr) return {};
-      ncclResult_t error = ncclSuccess;
-      const ncclResult_t status = ncclCommGetAsyncError(state->comm, &error);
-      if (status != ncclSuccess) error = status;
-      if (error == ncclSuccess || error == ncclInProgress) return {};
-      std::ostringstream out;
-      out << "NCCL communicator of " << state->size << (state->size == 1 ? " rank" : " ranks")
-          << " on cuda:" << state->device
-          << " reported an asynchronous error: " << detail::nccl_error_text(error);
-      state->ending = true;  // from here on, the main thread waits for the end of the job
-      state->ending_reason = out.str();
-      return out.str();
-    };
-    auto on_failure = [state](const std::string& message) {
-      abort_communicator_and_end_job(state, message);
-    };
-    return std::make_unique<CommWatchdog>(std::move(options), std::move(health),
-                                          std::move(on_failure));
-  }
-
   // Normal end: ncclCommFinalize (which waits for the collectives in flight and for the other
   // local ranks), then ncclCommDestroy. While an exception unwinds (this rank failed; the others
   // may never come), or when finalising fails or outlasts the timeout: ncclCommAbort, local.
@@ -680,16 +358,6 @@ class NcclCommunicator final : public Communicator {
 };
 
 }  // namespace
-
-bool nccl_available() { return true; }
-
-std::string nccl_version() {
-  const int code = nccl_version_code();
-  // NCCL_VERSION(X, Y, Z) is X*10000 + Y*100 + Z since 2.9 (X*1000 + Y*100 + Z before).
-  const int major = code >= 10000 ? code / 10000 : code / 1000;
-  const int minor = code >= 10000 ? code % 10000 / 100 : code % 1000 / 100;
-  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(code % 100);
-}
 
 std::shared_ptr<Communicator> make_nccl_communicator(std::shared_ptr<Communicator> bootstrap,
                                                      int device) {

@@ -8,28 +8,6 @@
 
 namespace syncbn::nn {
 
-BatchNormOptions::BatchNormOptions(int64_t num_features) : num_features_(num_features) {}
-
-BatchNormOptions& BatchNormOptions::eps(double value) {
-  eps_ = value;
-  return *this;
-}
-
-BatchNormOptions& BatchNormOptions::momentum(std::optional<double> value) {
-  momentum_ = value;
-  return *this;
-}
-
-BatchNormOptions& BatchNormOptions::affine(bool value) {
-  affine_ = value;
-  return *this;
-}
-
-BatchNormOptions& BatchNormOptions::track_running_stats(bool value) {
-  track_running_stats_ = value;
-  return *this;
-}
-
 BatchNorm::BatchNorm(const BatchNormOptions& options) : options_(options) {
   const int64_t c = options.num_features();
   SYNCBN_CHECK(c > 0, "BatchNorm: num_features must be positive, got ", c);

@@ -30,37 +30,37 @@ constexpr NormName kNormNames[] = {{NormKind::kNone, "none"},        {NormKind::
 
 // The norm layer after a Linear of `features` outputs (input (N, features)).
 ModulePtr make_norm_1d(const ModelOptions& options, int64_t features) {
-  switch (options.norm) {
+  switch (options.norm()) {
     case NormKind::kNone:
       return nullptr;
     case NormKind::kBatch:
       return std::make_shared<BatchNorm1d>(BatchNormOptions(features));
     case NormKind::kSyncBatch:
-      return std::make_shared<SyncBatchNorm>(BatchNormOptions(features), options.sync_group);
+      return std::make_shared<SyncBatchNorm>(BatchNormOptions(features), options.sync_group());
     case NormKind::kGroup:
-      return std::make_shared<GroupNorm>(std::min(options.group_norm_groups, features), features);
+      return std::make_shared<GroupNorm>(std::min(options.group_norm_groups(), features), features);
     case NormKind::kLayer:
       return std::make_shared<LayerNorm>(std::vector<int64_t>{features});
     case NormKind::kInstance:
       SYNCBN_FAIL(
           "--norm in (InstanceNorm2d) needs a convolutional model (cnn or resnet); "
           "model '",
-          options.name, "' has no spatial dimensions to normalise over");
+          options.name(), "' has no spatial dimensions to normalise over");
   }
   return nullptr;
 }
 
 // The norm layer after a convolution with `channels` output channels (input (N, C, H, W)).
 ModulePtr make_norm_2d(const ModelOptions& options, int64_t channels) {
-  switch (options.norm) {
+  switch (options.norm()) {
     case NormKind::kNone:
       return nullptr;
     case NormKind::kBatch:
       return std::make_shared<BatchNorm2d>(BatchNormOptions(channels));
     case NormKind::kSyncBatch:
-      return std::make_shared<SyncBatchNorm>(BatchNormOptions(channels), options.sync_group);
+      return std::make_shared<SyncBatchNorm>(BatchNormOptions(channels), options.sync_group());
     case NormKind::kGroup:
-      return std::make_shared<GroupNorm>(std::min(options.group_norm_groups, channels), channels);
+      return std::make_shared<GroupNorm>(std::min(options.group_norm_groups(), channels), channels);
     case NormKind::kLayer:
       return std::make_shared<GroupNorm>(1, channels);
     case NormKind::kInstance:
@@ -72,28 +72,28 @@ ModulePtr make_norm_2d(const ModelOptions& options, int64_t channels) {
 std::shared_ptr<Sequential> make_mlp(const ModelOptions& o) {
   auto model = std::make_shared<Sequential>();
   const bool bias = true;  // kept before the norm, as in the classic BN MLP
-  int64_t features = o.in_channels * o.height * o.width;
+  int64_t features = o.in_channels() * o.height() * o.width();
   model->add(std::make_shared<Flatten>());
   uint64_t stream = 0;
   for (int64_t width : {256, 256}) {
-    model->add(std::make_shared<Linear>(features, width, bias, derive_seed(o.seed, ++stream)));
+    model->add(std::make_shared<Linear>(features, width, bias, derive_seed(o.seed(), ++stream)));
     if (auto norm = make_norm_1d(o, width)) model->add(norm);
     model->add(std::make_shared<ReLU>());
     features = width;
   }
   model->add(
-      std::make_shared<Linear>(features, o.num_classes, true, derive_seed(o.seed, ++stream)));
+      std::make_shared<Linear>(features, o.num_classes(), true, derive_seed(o.seed(), ++stream)));
   return model;
 }
 
 std::shared_ptr<Sequential> make_cnn(const ModelOptions& o) {
   auto model = std::make_shared<Sequential>();
-  const bool conv_bias = o.norm == NormKind::kNone;  // a norm's shift makes a conv bias redundant
-  int64_t channels = o.in_channels, height = o.height, width = o.width;
+  const bool conv_bias = o.norm() == NormKind::kNone;  // a norm's shift makes a conv bias redundant
+  int64_t channels = o.in_channels(), height = o.height(), width = o.width();
   uint64_t stream = 0;
   for (int64_t out : {32, 64}) {
     model->add(std::make_shared<Conv2d>(Conv2dOptions(channels, out, 3).padding(1).bias(conv_bias),
-                                        derive_seed(o.seed, ++stream)));
+                                        derive_seed(o.seed(), ++stream)));
     if (auto norm = make_norm_2d(o, out)) model->add(norm);
     model->add(std::make_shared<ReLU>());
     model->add(std::make_shared<MaxPool2d>(2));
@@ -102,18 +102,18 @@ std::shared_ptr<Sequential> make_cnn(const ModelOptions& o) {
     width /= 2;
   }
   model->add(std::make_shared<Flatten>());
-  model->add(std::make_shared<Linear>(channels * height * width, o.num_classes, true,
-                                      derive_seed(o.seed, ++stream)));
+  model->add(std::make_shared<Linear>(channels * height * width, o.num_classes(), true,
+                                      derive_seed(o.seed(), ++stream)));
   return model;
 }
 
 std::shared_ptr<Sequential> make_resnet(const ModelOptions& o) {
   auto model = std::make_shared<Sequential>();
   const NormFactory norm = [&o](int64_t channels) { return make_norm_2d(o, channels); };
-  const bool has_norm = o.norm != NormKind::kNone;
+  const bool has_norm = o.norm() != NormKind::kNone;
   model->add("conv1", std::make_shared<Conv2d>(
-                          Conv2dOptions(o.in_channels, 32, 3).padding(1).bias(!has_norm),
-                          derive_seed(o.seed, 1)));
+                          Conv2dOptions(o.in_channels(), 32, 3).padding(1).bias(!has_norm),
+                          derive_seed(o.seed(), 1)));
   if (has_norm) model->add("bn1", norm(32));
   model->add("relu", std::make_shared<ReLU>());
   int64_t channels = 32;
@@ -125,14 +125,15 @@ std::shared_ptr<Sequential> make_resnet(const ModelOptions& o) {
   for (const auto& stage : stages) {
     auto layer = std::make_shared<Sequential>();
     layer->add(std::make_shared<Residual>(channels, stage.out, stage.stride, norm,
-                                          derive_seed(o.seed, ++stream)));
+                                          derive_seed(o.seed(), ++stream)));
     layer->add(
-        std::make_shared<Residual>(stage.out, stage.out, 1, norm, derive_seed(o.seed, ++stream)));
+        std::make_shared<Residual>(stage.out, stage.out, 1, norm, derive_seed(o.seed(), ++stream)));
     model->add(stage.name, layer);
     channels = stage.out;
   }
   model->add("avgpool", std::make_shared<GlobalAvgPool2d>());
-  model->add("fc", std::make_shared<Linear>(channels, o.num_classes, true, derive_seed(o.seed, 2)));
+  model->add("fc",
+             std::make_shared<Linear>(channels, o.num_classes(), true, derive_seed(o.seed(), 2)));
   return model;
 }
 
@@ -158,12 +159,12 @@ const std::vector<std::string>& model_names() {
 }
 
 std::shared_ptr<Sequential> make_model(const ModelOptions& options) {
-  SYNCBN_CHECK(options.norm != NormKind::kSyncBatch || options.sync_group,
+  SYNCBN_CHECK(options.norm() != NormKind::kSyncBatch || options.sync_group(),
                "--norm syncbn needs a communicator for its sync group");
-  if (options.name == "mlp") return make_mlp(options);
-  if (options.name == "cnn") return make_cnn(options);
-  if (options.name == "resnet") return make_resnet(options);
-  SYNCBN_FAIL("unknown model '", options.name, "': expected one of mlp, cnn, resnet");
+  if (options.name() == "mlp") return make_mlp(options);
+  if (options.name() == "cnn") return make_cnn(options);
+  if (options.name() == "resnet") return make_resnet(options);
+  SYNCBN_FAIL("unknown model '", options.name(), "': expected one of mlp, cnn, resnet");
 }
 
 }  // namespace syncbn::nn

@@ -8,14 +8,14 @@ namespace syncbn::optim {
 namespace {
 
 void validate(const SgdOptions& options) {
-  SYNCBN_CHECK(options.lr >= 0.0, "SGD: invalid learning rate ", options.lr, " (must be >= 0)");
-  SYNCBN_CHECK(options.momentum >= 0.0, "SGD: invalid momentum ", options.momentum,
+  SYNCBN_CHECK(options.lr() >= 0.0, "SGD: invalid learning rate ", options.lr(), " (must be >= 0)");
+  SYNCBN_CHECK(options.momentum() >= 0.0, "SGD: invalid momentum ", options.momentum(),
                " (must be >= 0)");
-  SYNCBN_CHECK(options.weight_decay >= 0.0, "SGD: invalid weight_decay ", options.weight_decay,
+  SYNCBN_CHECK(options.weight_decay() >= 0.0, "SGD: invalid weight_decay ", options.weight_decay(),
                " (must be >= 0)");
-  SYNCBN_CHECK(!options.nesterov || (options.momentum > 0.0 && options.dampening == 0.0),
+  SYNCBN_CHECK(!options.nesterov() || (options.momentum() > 0.0 && options.dampening() == 0.0),
                "SGD: Nesterov momentum requires momentum > 0 and dampening = 0 (got momentum ",
-               options.momentum, ", dampening ", options.dampening, ")");
+               options.momentum(), ", dampening ", options.dampening(), ")");
 }
 
 std::string state_key(std::size_t index) {
@@ -34,16 +34,16 @@ Sgd::Sgd(std::vector<nn::ParameterPtr> params, SgdOptions options)
 
 void Sgd::step() {
   ops::SgdHyperparameters hyper;
-  hyper.lr = static_cast<float>(options_.lr);
-  hyper.momentum = static_cast<float>(options_.momentum);
-  hyper.dampening = static_cast<float>(options_.dampening);
-  hyper.nesterov = options_.nesterov;
-  const bool use_momentum = options_.momentum != 0.0;
+  hyper.lr = static_cast<float>(options_.lr());
+  hyper.momentum = static_cast<float>(options_.momentum());
+  hyper.dampening = static_cast<float>(options_.dampening());
+  hyper.nesterov = options_.nesterov();
+  const bool use_momentum = options_.momentum() != 0.0;
   for (std::size_t i = 0; i < params_.size(); ++i) {
     nn::Parameter& param = *params_[i];
     if (!param.grad.defined()) continue;
-    const bool decay = options_.decay_norm_and_bias || !param.is_norm_or_bias;
-    hyper.weight_decay = decay ? static_cast<float>(options_.weight_decay) : 0.0f;
+    const bool decay = options_.decay_norm_and_bias() || !param.is_norm_or_bias;
+    hyper.weight_decay = decay ? static_cast<float>(options_.weight_decay()) : 0.0f;
     Tensor& buffer = momentum_buffers_[i];
     const bool first_step = use_momentum && !buffer.defined();
     if (first_step) buffer = Tensor::empty(param.value.shape(), param.value.device());
@@ -59,7 +59,7 @@ void Sgd::zero_grad() {
 
 void Sgd::set_lr(double lr) {
   SYNCBN_CHECK(lr >= 0.0, "SGD: invalid learning rate ", lr, " (must be >= 0)");
-  options_.lr = lr;
+  options_.lr(lr);
 }
 
 std::vector<std::pair<std::string, Tensor>> Sgd::state_dict() const {

@@ -46,14 +46,14 @@ Data load_data(const TrainConfig& c) {
             data::load_fashion_mnist(c.data_dir, false)};
   }
   data::SyntheticOptions o;
-  o.samples = c.synthetic_samples;
-  o.classes = c.synthetic_classes;
-  o.channels = c.synthetic_shape[0];
-  o.height = c.synthetic_shape[1];
-  o.width = c.synthetic_shape[2];
-  o.seed = c.seed;
+  o.samples(c.synthetic_samples);
+  o.classes(c.synthetic_classes);
+  o.channels(c.synthetic_shape[0]);
+  o.height(c.synthetic_shape[1]);
+  o.width(c.synthetic_shape[2]);
+  o.seed(c.seed);
   data::SyntheticOptions test_options = o;
-  test_options.samples = std::max<int64_t>(1, o.samples / 5);
+  test_options.samples(std::max<int64_t>(1, o.samples() / 5));
   return {data::make_synthetic(o, true), data::make_synthetic(test_options, false)};
 }
 
@@ -191,24 +191,24 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   Data data = load_data(config);
 
   nn::ModelOptions model_options;
-  model_options.name = config.model;
-  model_options.norm = nn::parse_norm_kind(config.norm);
-  model_options.in_channels = data.train.images.size(1);
-  model_options.height = data.train.images.size(2);
-  model_options.width = data.train.images.size(3);
-  model_options.num_classes = data.train.num_classes;
-  model_options.seed = config.seed;
+  model_options.name(config.model);
+  model_options.norm(nn::parse_norm_kind(config.norm));
+  model_options.in_channels(data.train.images.size(1));
+  model_options.height(data.train.images.size(2));
+  model_options.width(data.train.images.size(3));
+  model_options.num_classes(data.train.num_classes);
+  model_options.seed(config.seed);
   const std::shared_ptr<dist::Communicator> comm = device_communicator(world, device);
-  if (model_options.norm == nn::NormKind::kSyncBatch)
-    model_options.sync_group = sync_group(config, comm);
+  if (model_options.norm() == nn::NormKind::kSyncBatch)
+    model_options.sync_group(sync_group(config, comm));
   std::shared_ptr<nn::Module> model = nn::make_model(model_options);
   nn::initialize(*model, nn::parse_init_scheme(config.init), config.seed);
   model->to(device);
 
   dist::DataParallelOptions dp_options;
-  dp_options.first_bucket_bytes = config.first_bucket_kib * 1024;
-  dp_options.bucket_bytes = config.bucket_kib * 1024;
-  dp_options.broadcast_buffers = config.broadcast_buffers;
+  dp_options.first_bucket_bytes(config.first_bucket_kib * 1024);
+  dp_options.bucket_bytes(config.bucket_kib * 1024);
+  dp_options.broadcast_buffers(config.broadcast_buffers);
   dist::DataParallel ddp(model, comm, dp_options);
 
   data::DistributedSampler sampler(data.train.size(), config.batch_size, world->size(),
@@ -218,19 +218,19 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   const int64_t global_batch = sampler.global_batch_size();
 
   optim::SgdOptions sgd_options;
-  sgd_options.lr = config.scale_lr ? optim::scaled_lr(config.lr, global_batch) : config.lr;
-  sgd_options.momentum = config.momentum;
-  sgd_options.nesterov = config.nesterov;
-  sgd_options.weight_decay = config.weight_decay;
-  sgd_options.decay_norm_and_bias = config.decay_norm_and_bias;
+  sgd_options.lr(config.scale_lr ? optim::scaled_lr(config.lr, global_batch) : config.lr);
+  sgd_options.momentum(config.momentum);
+  sgd_options.nesterov(config.nesterov);
+  sgd_options.weight_decay(config.weight_decay);
+  sgd_options.decay_norm_and_bias(config.decay_norm_and_bias);
   optim::Sgd optimizer(model->parameters(), sgd_options);
 
   optim::LrScheduleOptions schedule;
-  schedule.base_lr = sgd_options.lr;
-  schedule.kind = optim::parse_schedule_kind(config.schedule);
-  schedule.steps_per_epoch = steps_per_epoch;
-  schedule.total_epochs = config.epochs;
-  schedule.warmup_epochs = config.warmup_epochs;
+  schedule.base_lr(sgd_options.lr());
+  schedule.kind(optim::parse_schedule_kind(config.schedule));
+  schedule.steps_per_epoch(steps_per_epoch);
+  schedule.total_epochs(config.epochs);
+  schedule.warmup_epochs(config.warmup_epochs);
 
   if (leader) {
     std::printf(
@@ -239,7 +239,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
         config.model.c_str(), config.norm.c_str(), data.train.name.c_str(), world->size(),
         device.is_cpu() ? "cpu" : "cuda", static_cast<long long>(config.batch_size),
         static_cast<long long>(global_batch), static_cast<long long>(steps_per_epoch),
-        sgd_options.lr);
+        sgd_options.lr());
     std::fflush(stdout);
   }
 
@@ -254,7 +254,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     double totals[3] = {0, 0, 0};
     const double start = now_seconds();
     int64_t step = 0;
-    double lr = sgd_options.lr;
+    double lr = sgd_options.lr();
     for (; step < steps_per_epoch; ++step) {
       if (config.steps > 0 && result.steps >= config.steps) break;
       const data::Batch& batch = loader.batch(step);

@@ -66,7 +66,7 @@ TEST(LayersModuleCudaTest, SmallCnnTrainingStepMatchesCpu) {
   auto cpu_net = make_cnn(11);
   auto gpu_net = make_cnn(11);
   gpu_net->to(gpu);
-  const optim::SgdOptions options{.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4};
+  const auto options = optim::SgdOptions().lr(0.05).momentum(0.9).weight_decay(1e-4);
   optim::Sgd cpu_sgd(cpu_net->parameters(), options);
   optim::Sgd gpu_sgd(gpu_net->parameters(), options);
   nn::CrossEntropyLoss cpu_loss, gpu_loss;

@@ -41,13 +41,13 @@ std::vector<int32_t> random_labels(int64_t n, int64_t classes, uint64_t seed) {
 std::shared_ptr<nn::Sequential> small_model(const std::string& name, nn::NormKind norm,
                                             std::shared_ptr<Communicator> group) {
   nn::ModelOptions o;
-  o.name = name;
-  o.norm = norm;
-  o.in_channels = 1;
-  o.height = o.width = 8;
-  o.num_classes = 5;
-  o.seed = 7;
-  o.sync_group = std::move(group);
+  o.name(name);
+  o.norm(norm);
+  o.in_channels(1);
+  o.height(8).width(8);
+  o.num_classes(5);
+  o.seed(7);
+  o.sync_group(std::move(group));
   auto model = nn::make_model(o);
   nn::initialize(*model, nn::InitScheme::kKaiming, 7);
   return model;
@@ -79,9 +79,9 @@ void check_steps_match_one_process(const std::string& model_name, DataParallelOp
   auto reference = small_model(model_name, nn::NormKind::kBatch, nullptr);
   DataParallel ddp(distributed, comm, options);
   optim::SgdOptions sgd;
-  sgd.lr = 0.1;
-  sgd.momentum = 0.9;
-  sgd.weight_decay = 5e-4;
+  sgd.lr(0.1);
+  sgd.momentum(0.9);
+  sgd.weight_decay(5e-4);
   optim::Sgd opt(distributed->parameters(), sgd);
   optim::Sgd ref_opt(reference->parameters(), sgd);
   nn::CrossEntropyLoss loss, ref_loss;
@@ -111,8 +111,8 @@ TEST(DataParallelTest, MlpStepsOnPRanksEqualOneProcessOnConcatenatedBatches) {
 
 TEST(DataParallelTest, CnnStepsWithSmallBucketsEqualOneProcessOnConcatenatedBatches) {
   DataParallelOptions options;
-  options.first_bucket_bytes = 1024;
-  options.bucket_bytes = 8 * 1024;
+  options.first_bucket_bytes(1024);
+  options.bucket_bytes(8 * 1024);
   check_steps_match_one_process("cnn", options);
 }
 
@@ -120,8 +120,8 @@ TEST(DataParallelTest, BucketsFollowReverseRegistrationOrderAndSizes) {
   auto comm = world();
   auto model = small_model("mlp", nn::NormKind::kNone, comm);
   DataParallelOptions options;
-  options.first_bucket_bytes = 4096;
-  options.bucket_bytes = 300 * 1024;
+  options.first_bucket_bytes(4096);
+  options.bucket_bytes(300 * 1024);
   DataParallel ddp(model, comm, options);
   const auto sizes = ddp.bucket_sizes();
   // mlp 64-256-256-5: the last Linear (5x256 + 5 floats) fills the first bucket past 4 KiB.

@@ -2,18 +2,21 @@
 // A learnable synthetic dataset for tests, benchmarks and runs without downloaded data.
 #include <cstdint>
 
+#include "syncbn/arg.h"
 #include "syncbn/data/dataset.h"
 
 namespace syncbn::data {
 
 struct SyntheticOptions {
-  int64_t samples = 10000;
-  int64_t channels = 1, height = 28, width = 28;
-  int64_t classes = 10;
-  uint64_t seed = 0;
+  SYNCBN_ARG(int64_t, samples) = 10000;
+  SYNCBN_ARG(int64_t, channels) = 1;
+  SYNCBN_ARG(int64_t, height) = 28;
+  SYNCBN_ARG(int64_t, width) = 28;
+  SYNCBN_ARG(int64_t, classes) = 10;
+  SYNCBN_ARG(uint64_t, seed) = 0;
   // Standard deviation of the per-pixel noise around a class prototype (prototype pixels have
   // standard deviation 1). Larger is harder.
-  float noise_std = 1.0f;
+  SYNCBN_ARG(float, noise_std) = 1.0f;
 };
 
 // Each class c has a prototype image p_c with N(0, 1) pixels, drawn from `seed` alone, so the

@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "syncbn/arg.h"
 #include "syncbn/nn/module.h"
 
 namespace syncbn::dist {
@@ -19,11 +20,11 @@ class Communicator;
 class Request;
 
 struct DataParallelOptions {
-  std::size_t first_bucket_bytes = std::size_t{1} << 20;
-  std::size_t bucket_bytes = std::size_t{25} << 20;
+  SYNCBN_ARG(std::size_t, first_bucket_bytes) = std::size_t{1} << 20;
+  SYNCBN_ARG(std::size_t, bucket_bytes) = std::size_t{25} << 20;
   // Broadcast the buffers (running statistics of unsynchronised BN) from rank 0 before every
   // forward in training, as torch DDP's broadcast_buffers=True.
-  bool broadcast_buffers = false;
+  SYNCBN_ARG(bool, broadcast_buffers) = false;
 };
 
 // Timing of the last synchronised backward, for the overlap benchmark.

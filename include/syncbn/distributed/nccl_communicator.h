@@ -1,7 +1,8 @@
 #pragma once
 // The NCCL backend of Communicator: collectives on GPU memory, in CUDA stream order. No CUDA or
-// NCCL types here; the implementation is src/distributed/nccl_communicator.cpp (built where CMake finds
-// NCCL; elsewhere src/distributed/nccl_unavailable.cpp, whose factory throws).
+// NCCL types here; the implementation is src/distributed/nccl_communicator.cpp and the other
+// src/distributed/nccl_*.cpp (built where CMake finds NCCL; elsewhere
+// src/distributed/nccl_unavailable.cpp, whose factory throws).
 //
 //   syncbn::dist::Runtime runtime;                   // MPI: rank, size, local rank
 //   auto world = runtime.world();

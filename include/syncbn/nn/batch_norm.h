@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 
+#include "syncbn/arg.h"
 #include "syncbn/device.h"
 #include "syncbn/nn/module.h"
 #include "syncbn/tensor.h"
@@ -27,26 +28,15 @@ namespace syncbn::nn {
 // Chained options, as in the PyTorch C++ frontend: BatchNormOptions(64).eps(1e-3).momentum(0.01).
 class BatchNormOptions {
  public:
-  BatchNormOptions(int64_t num_features);  // NOLINT: implicit, as in PyTorch
+  BatchNormOptions(int64_t num_features)  // NOLINT: implicit, as in PyTorch
+      : num_features_(num_features) {}
 
-  int64_t num_features() const { return num_features_; }
-  double eps() const { return eps_; }
+  SYNCBN_ARG(int64_t, num_features);
+  SYNCBN_ARG(double, eps) = 1e-5;
   // nullopt is PyTorch's momentum=None: a cumulative moving average.
-  std::optional<double> momentum() const { return momentum_; }
-  bool affine() const { return affine_; }
-  bool track_running_stats() const { return track_running_stats_; }
-
-  BatchNormOptions& eps(double value);
-  BatchNormOptions& momentum(std::optional<double> value);
-  BatchNormOptions& affine(bool value);
-  BatchNormOptions& track_running_stats(bool value);
-
- private:
-  int64_t num_features_;
-  double eps_ = 1e-5;
-  std::optional<double> momentum_ = 0.1;
-  bool affine_ = true;
-  bool track_running_stats_ = true;
+  SYNCBN_ARG(std::optional<double>, momentum) = 0.1;
+  SYNCBN_ARG(bool, affine) = true;
+  SYNCBN_ARG(bool, track_running_stats) = true;
 };
 
 // The shared implementation of the batch norm layers (PyTorch's _BatchNorm). Input (N, C, *);

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "syncbn/arg.h"
 #include "syncbn/nn/module.h"
 
 namespace syncbn::nn {
@@ -13,31 +14,12 @@ class Conv2dOptions {
   Conv2dOptions(int64_t in_channels, int64_t out_channels, int64_t kernel_size)
       : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
 
-  Conv2dOptions& stride(int64_t value) {
-    stride_ = value;
-    return *this;
-  }
-  Conv2dOptions& padding(int64_t value) {
-    padding_ = value;
-    return *this;
-  }
-  Conv2dOptions& bias(bool value) {
-    bias_ = value;
-    return *this;
-  }
-
-  int64_t in_channels() const { return in_channels_; }
-  int64_t out_channels() const { return out_channels_; }
-  int64_t kernel_size() const { return kernel_size_; }
-  int64_t stride() const { return stride_; }
-  int64_t padding() const { return padding_; }
-  bool bias() const { return bias_; }
-
- private:
-  int64_t in_channels_, out_channels_, kernel_size_;
-  int64_t stride_ = 1;
-  int64_t padding_ = 0;
-  bool bias_ = true;
+  SYNCBN_ARG(int64_t, in_channels);
+  SYNCBN_ARG(int64_t, out_channels);
+  SYNCBN_ARG(int64_t, kernel_size);
+  SYNCBN_ARG(int64_t, stride) = 1;
+  SYNCBN_ARG(int64_t, padding) = 0;
+  SYNCBN_ARG(bool, bias) = true;
 };
 
 class Conv2d : public Module {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "syncbn/arg.h"
 #include "syncbn/nn/sequential.h"
 
 namespace syncbn::dist {
@@ -26,13 +27,16 @@ std::string norm_kind_name(NormKind kind);
 const std::vector<std::string>& model_names();
 
 struct ModelOptions {
-  std::string name = "mlp";
-  NormKind norm = NormKind::kBatch;
-  int64_t in_channels = 1, height = 28, width = 28, num_classes = 10;
-  int64_t group_norm_groups = 8;  // capped at the channel count
-  uint64_t seed = 0;
+  SYNCBN_ARG(std::string, name) = "mlp";
+  SYNCBN_ARG(NormKind, norm) = NormKind::kBatch;
+  SYNCBN_ARG(int64_t, in_channels) = 1;
+  SYNCBN_ARG(int64_t, height) = 28;
+  SYNCBN_ARG(int64_t, width) = 28;
+  SYNCBN_ARG(int64_t, num_classes) = 10;
+  SYNCBN_ARG(int64_t, group_norm_groups) = 8;  // capped at the channel count
+  SYNCBN_ARG(uint64_t, seed) = 0;
   // The group SyncBatchNorm synchronises over (required for NormKind::kSyncBatch).
-  std::shared_ptr<dist::Communicator> sync_group;
+  SYNCBN_ARG(std::shared_ptr<dist::Communicator>, sync_group);
 };
 
 std::shared_ptr<Sequential> make_model(const ModelOptions& options);

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "syncbn/arg.h"
+
 namespace syncbn::optim {
 
 enum class ScheduleKind { kConstant, kStep, kCosine };
@@ -13,16 +15,16 @@ ScheduleKind parse_schedule_kind(const std::string& name);
 std::string schedule_kind_name(ScheduleKind kind);
 
 struct LrScheduleOptions {
-  double base_lr = 0.1;
-  ScheduleKind kind = ScheduleKind::kConstant;
-  int64_t steps_per_epoch = 1;
-  int64_t total_epochs = 1;
+  SYNCBN_ARG(double, base_lr) = 0.1;
+  SYNCBN_ARG(ScheduleKind, kind) = ScheduleKind::kConstant;
+  SYNCBN_ARG(int64_t, steps_per_epoch) = 1;
+  SYNCBN_ARG(int64_t, total_epochs) = 1;
   // Linear warmup over W = round(warmup_epochs * steps_per_epoch) steps: step s < W has
   // lr = base_lr * (s + 1) / W, rising from base_lr / W to base_lr.
-  double warmup_epochs = 0;
+  SYNCBN_ARG(double, warmup_epochs) = 0;
   // kStep: lr = base_lr * gamma^floor(epoch / step_size_epochs), epochs counted from step 0.
-  int64_t step_size_epochs = 30;
-  double gamma = 0.1;
+  SYNCBN_ARG(int64_t, step_size_epochs) = 30;
+  SYNCBN_ARG(double, gamma) = 0.1;
 };
 
 // The learning rate for optimizer step `global_step` (0-based, counted over all epochs).

@@ -8,20 +8,21 @@
 #include <utility>
 #include <vector>
 
+#include "syncbn/arg.h"
 #include "syncbn/nn/module.h"
 #include "syncbn/tensor.h"
 
 namespace syncbn::optim {
 
 struct SgdOptions {
-  double lr = 0.1;
-  double momentum = 0.0;
-  double dampening = 0.0;
-  double weight_decay = 0.0;
-  bool nesterov = false;
+  SYNCBN_ARG(double, lr) = 0.1;
+  SYNCBN_ARG(double, momentum) = 0.0;
+  SYNCBN_ARG(double, dampening) = 0.0;
+  SYNCBN_ARG(double, weight_decay) = 0.0;
+  SYNCBN_ARG(bool, nesterov) = false;
   // False: no weight decay on parameters marked is_norm_or_bias (norm weights/biases and layer
   // biases), as in Goyal et al. and most ImageNet recipes.
-  bool decay_norm_and_bias = true;
+  SYNCBN_ARG(bool, decay_norm_and_bias) = true;
 };
 
 class Sgd {
@@ -37,7 +38,7 @@ class Sgd {
   void zero_grad();
 
   void set_lr(double lr);
-  double lr() const { return options_.lr; }
+  double lr() const { return options_.lr(); }
   const SgdOptions& options() const { return options_; }
   const std::vector<nn::ParameterPtr>& params() const { return params_; }
 

@@ -16,6 +16,9 @@ class Communicator;
 
 namespace syncbn::train {
 
+// The flat record of a run's settings, one field per syncbn-train flag. A plain struct, not a
+// SYNCBN_ARG options class: Boost.Program_options binds each flag to a field's address
+// (po::value(&c.lr), src/apps/train_main.cpp).
 struct TrainConfig {
   std::string model = "mlp";
   std::string norm = "bn";

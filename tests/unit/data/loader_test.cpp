@@ -10,12 +10,12 @@ namespace {
 
 Dataset small_dataset(int64_t samples, int64_t height = 3, int64_t width = 2) {
   SyntheticOptions options;
-  options.samples = samples;
-  options.channels = 2;
-  options.height = height;
-  options.width = width;
-  options.classes = 5;
-  options.seed = 3;
+  options.samples(samples);
+  options.channels(2);
+  options.height(height);
+  options.width(width);
+  options.classes(5);
+  options.seed(3);
   return make_synthetic(options, true);
 }
 

@@ -14,12 +14,12 @@ namespace {
 
 SyntheticOptions small_options() {
   SyntheticOptions options;
-  options.samples = 500;
-  options.channels = 2;
-  options.height = 5;
-  options.width = 4;
-  options.classes = 4;
-  options.seed = 17;
+  options.samples(500);
+  options.channels(2);
+  options.height(5);
+  options.width(4);
+  options.classes(4);
+  options.seed(17);
   return options;
 }
 
@@ -46,7 +46,7 @@ TEST(SyntheticTest, SplitsAndSeedsGiveDifferentSamples) {
   const Dataset train = make_synthetic(small_options(), true);
   const Dataset test = make_synthetic(small_options(), false);
   SyntheticOptions other_seed = small_options();
-  other_seed.seed = 18;
+  other_seed.seed(18);
   const Dataset other = make_synthetic(other_seed, true);
   EXPECT_NE(train.images.to_vector(), test.images.to_vector());
   EXPECT_NE(train.images.to_vector(), other.images.to_vector());
@@ -54,7 +54,7 @@ TEST(SyntheticTest, SplitsAndSeedsGiveDifferentSamples) {
 
 TEST(SyntheticTest, ResultDoesNotDependOnTheThreadCount) {
   SyntheticOptions options = small_options();
-  options.samples = 4000;  // large enough for the parallel path
+  options.samples(4000);  // large enough for the parallel path
   const int threads = omp_get_max_threads();
   omp_set_num_threads(1);
   const Dataset one = make_synthetic(options, true);
@@ -67,10 +67,10 @@ TEST(SyntheticTest, ResultDoesNotDependOnTheThreadCount) {
 
 TEST(SyntheticTest, PixelsHaveZeroMeanAndUnitVariance) {
   SyntheticOptions options = small_options();
-  options.classes = 10;
-  options.height = options.width = 28;
-  options.channels = 1;
-  options.samples = 2000;
+  options.classes(10);
+  options.height(28).width(28);
+  options.channels(1);
+  options.samples(2000);
   const std::vector<float> x = make_synthetic(options, true).images.to_vector();
   double sum = 0, sum_squares = 0;
   for (float v : x) {
@@ -86,10 +86,10 @@ TEST(SyntheticTest, PixelsHaveZeroMeanAndUnitVariance) {
 // classifies the test split far above chance (1 / classes), with noise as large as the signal.
 TEST(SyntheticTest, NearestTrainClassMeanClassifiesTestSamplesWellAboveChance) {
   SyntheticOptions options = small_options();
-  options.samples = 1000;
-  options.classes = 10;
+  options.samples(1000);
+  options.classes(10);
   const Dataset train = make_synthetic(options, true);
-  options.samples = 300;
+  options.samples(300);
   const Dataset test = make_synthetic(options, false);
   const int64_t d = train.sample_numel();
   std::vector<double> means(static_cast<std::size_t>(10 * d), 0.0);
@@ -138,19 +138,19 @@ TEST(SyntheticTest, InvalidOptionsAreClearErrors) {
     }
   };
   SyntheticOptions o = small_options();
-  o.samples = 0;
+  o.samples(0);
   expect_error(o, "samples must be positive, got 0");
   o = small_options();
-  o.height = -1;
+  o.height(-1);
   expect_error(o, "channels, height and width must be positive");
   o = small_options();
-  o.channels = 0;
+  o.channels(0);
   expect_error(o, "channels, height and width must be positive");
   o = small_options();
-  o.classes = 1;
+  o.classes(1);
   expect_error(o, "classes must be at least 2, got 1");
   o = small_options();
-  o.noise_std = -1.0f;
+  o.noise_std(-1.0f);
   expect_error(o, "noise_std");
 }
 

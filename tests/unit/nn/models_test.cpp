@@ -23,8 +23,8 @@ TEST(ModelsTest, EveryModelAndNormGivesTenLogitsPerSample) {
     for (const std::string norm : {"none", "bn", "gn", "ln", "in"}) {
       if (model == "mlp" && norm == "in") continue;
       ModelOptions o;
-      o.name = model;
-      o.norm = parse_norm_kind(norm);
+      o.name(model);
+      o.norm(parse_norm_kind(norm));
       auto m = make_model(o);
       const Tensor y = m->forward(Tensor::zeros({3, 1, 28, 28}));
       EXPECT_EQ(y.shape(), (Shape{3, 10})) << model << " + " << norm;
@@ -49,7 +49,7 @@ TEST(ModelsTest, MlpIsTheClassicBnNetwork) {
 
 TEST(ModelsTest, ResnetStateNamesAreTorchvisionLike) {
   ModelOptions o;
-  o.name = "resnet";
+  o.name("resnet");
   auto m = make_model(o);
   const auto names = state_names(*m);
   EXPECT_TRUE(contains(names, "conv1.weight"));
@@ -60,13 +60,13 @@ TEST(ModelsTest, ResnetStateNamesAreTorchvisionLike) {
 
 TEST(ModelsTest, BadNamesAndCombinationsAreClearErrors) {
   ModelOptions o;
-  o.name = "vgg";
+  o.name("vgg");
   EXPECT_THROW(make_model(o), Error);
   EXPECT_THROW(parse_norm_kind("batchnorm"), Error);
-  o.name = "mlp";
-  o.norm = NormKind::kInstance;
+  o.name("mlp");
+  o.norm(NormKind::kInstance);
   EXPECT_THROW(make_model(o), Error);
-  o.norm = NormKind::kSyncBatch;  // no communicator
+  o.norm(NormKind::kSyncBatch);  // no communicator
   EXPECT_THROW(make_model(o), Error);
 }
 

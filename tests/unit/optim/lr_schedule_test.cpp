@@ -12,16 +12,16 @@ namespace {
 
 LrScheduleOptions options_for(ScheduleKind kind) {
   LrScheduleOptions options;
-  options.base_lr = 0.4;
-  options.kind = kind;
-  options.steps_per_epoch = 10;
-  options.total_epochs = 10;
+  options.base_lr(0.4);
+  options.kind(kind);
+  options.steps_per_epoch(10);
+  options.total_epochs(10);
   return options;
 }
 
 TEST(LrScheduleTest, WarmupRampsLinearlyFromBaseOverWToBase) {
   LrScheduleOptions options = options_for(ScheduleKind::kConstant);
-  options.warmup_epochs = 2;  // W = 20 steps: lr = 0.4 * (s + 1) / 20
+  options.warmup_epochs(2);  // W = 20 steps: lr = 0.4 * (s + 1) / 20
   EXPECT_DOUBLE_EQ(lr_at(options, 0), 0.02);
   EXPECT_DOUBLE_EQ(lr_at(options, 9), 0.2);
   EXPECT_DOUBLE_EQ(lr_at(options, 18), 0.38);
@@ -32,7 +32,7 @@ TEST(LrScheduleTest, WarmupRampsLinearlyFromBaseOverWToBase) {
 
 TEST(LrScheduleTest, FractionalWarmupEpochsRoundToSteps) {
   LrScheduleOptions options = options_for(ScheduleKind::kConstant);
-  options.warmup_epochs = 0.5;  // W = 5 steps
+  options.warmup_epochs(0.5);  // W = 5 steps
   EXPECT_DOUBLE_EQ(lr_at(options, 0), 0.08);
   EXPECT_DOUBLE_EQ(lr_at(options, 4), 0.4);
 }
@@ -51,7 +51,7 @@ TEST(LrScheduleTest, CosineStartsAtBaseIsHalfAtMidpointAndEndsAtZero) {
 
 TEST(LrScheduleTest, CosineDecaysOverThePostWarmupSteps) {
   LrScheduleOptions options = options_for(ScheduleKind::kCosine);
-  options.warmup_epochs = 2;  // W = 20, then T = 80 steps of cosine
+  options.warmup_epochs(2);  // W = 20, then T = 80 steps of cosine
   EXPECT_DOUBLE_EQ(lr_at(options, 19), 0.4);
   EXPECT_DOUBLE_EQ(lr_at(options, 20), 0.4);
   EXPECT_NEAR(lr_at(options, 60), 0.2, 1e-15);
@@ -60,16 +60,16 @@ TEST(LrScheduleTest, CosineDecaysOverThePostWarmupSteps) {
 
 TEST(LrScheduleTest, StepMultipliesByGammaEveryStepSizeEpochs) {
   LrScheduleOptions options = options_for(ScheduleKind::kStep);
-  options.steps_per_epoch = 5;
-  options.total_epochs = 90;
+  options.steps_per_epoch(5);
+  options.total_epochs(90);
   // epoch = step / 5: epochs 0-29 -> 0.4, 30-59 -> 0.04, 60-89 -> 0.004.
   EXPECT_DOUBLE_EQ(lr_at(options, 0), 0.4);
   EXPECT_DOUBLE_EQ(lr_at(options, 149), 0.4);
   EXPECT_NEAR(lr_at(options, 150), 0.04, 1e-15);
   EXPECT_NEAR(lr_at(options, 299), 0.04, 1e-15);
   EXPECT_NEAR(lr_at(options, 300), 0.004, 1e-15);
-  options.step_size_epochs = 2;
-  options.gamma = 0.5;
+  options.step_size_epochs(2);
+  options.gamma(0.5);
   EXPECT_NEAR(lr_at(options, 10), 0.2, 1e-15);      // epoch 2
   EXPECT_NEAR(lr_at(options, 39), 0.4 / 8, 1e-15);  // epoch 7 -> 3 decays
 }
@@ -77,7 +77,7 @@ TEST(LrScheduleTest, StepMultipliesByGammaEveryStepSizeEpochs) {
 TEST(LrScheduleTest, StepDecayCountsEpochsFromTheStartIncludingWarmup) {
   // Goyal et al.: 5 warmup epochs, decays at epochs 30, 60, 80 counted from the start.
   LrScheduleOptions options = options_for(ScheduleKind::kStep);
-  options.warmup_epochs = 5;  // W = 50
+  options.warmup_epochs(5);  // W = 50
   EXPECT_DOUBLE_EQ(lr_at(options, 49), 0.4);
   EXPECT_DOUBLE_EQ(lr_at(options, 299), 0.4);
   EXPECT_NEAR(lr_at(options, 300), 0.04, 1e-15);
@@ -111,13 +111,13 @@ TEST(LrScheduleTest, ParseScheduleKindAcceptsTheThreeNames) {
 TEST(LrScheduleTest, InvalidOptionsThrow) {
   LrScheduleOptions options = options_for(ScheduleKind::kCosine);
   EXPECT_THROW(lr_at(options, -1), Error);
-  options.steps_per_epoch = 0;
+  options.steps_per_epoch(0);
   EXPECT_THROW(lr_at(options, 0), Error);
   options = options_for(ScheduleKind::kCosine);
-  options.warmup_epochs = 10;  // no steps left for the cosine: an error even during warmup
+  options.warmup_epochs(10);  // no steps left for the cosine: an error even during warmup
   EXPECT_THROW(lr_at(options, 0), Error);
   options = options_for(ScheduleKind::kStep);
-  options.step_size_epochs = 0;
+  options.step_size_epochs(0);
   EXPECT_THROW(lr_at(options, 0), Error);
 }
 

@@ -38,23 +38,23 @@ struct ReferenceSgd {
   bool has_buffer = false;
 
   void step(const std::vector<float>& grad, bool decay = true) {
-    const double weight_decay = decay ? options.weight_decay : 0.0;
+    const double weight_decay = decay ? options.weight_decay() : 0.0;
     std::vector<double> d(param.size());
     for (std::size_t i = 0; i < param.size(); ++i) d[i] = grad[i] + weight_decay * param[i];
-    if (options.momentum != 0.0) {
+    if (options.momentum() != 0.0) {
       if (!has_buffer) {
         buffer = d;
         has_buffer = true;
       } else {
         for (std::size_t i = 0; i < d.size(); ++i) {
-          buffer[i] = options.momentum * buffer[i] + (1.0 - options.dampening) * d[i];
+          buffer[i] = options.momentum() * buffer[i] + (1.0 - options.dampening()) * d[i];
         }
       }
       for (std::size_t i = 0; i < d.size(); ++i) {
-        d[i] = options.nesterov ? d[i] + options.momentum * buffer[i] : buffer[i];
+        d[i] = options.nesterov() ? d[i] + options.momentum() * buffer[i] : buffer[i];
       }
     }
-    for (std::size_t i = 0; i < d.size(); ++i) param[i] -= options.lr * d[i];
+    for (std::size_t i = 0; i < d.size(); ++i) param[i] -= options.lr() * d[i];
   }
 };
 
@@ -87,7 +87,7 @@ void check_against_reference(const SgdOptions& options, int steps, std::size_t n
 TEST(SgdTest, PlainStepIsParamMinusLrTimesGrad) {
   auto param = make_parameter({1.0f, -2.0f, 0.5f});
   param->grad.copy_from(Tensor::from_vector({3}, {0.5f, 1.0f, -4.0f}));
-  Sgd sgd({param}, SgdOptions{.lr = 0.1});
+  Sgd sgd({param}, SgdOptions().lr(0.1));
   sgd.step();
   expect_near_all(param->value.to_vector(), {0.95, -2.1, 0.9}, 1e-6, "plain");
 }
@@ -99,7 +99,7 @@ TEST(SgdTest, MomentumBufferStartsAtFirstGradientNotDampened) {
   //   step 2: buf = 0.9 + 0.5 = 1.4,      p = 0.9 - 0.14 = 0.76
   //   step 3: buf = 1.26 + 0.5 = 1.76,    p = 0.76 - 0.176 = 0.584
   auto param = make_parameter({1.0f});
-  Sgd sgd({param}, SgdOptions{.lr = 0.1, .momentum = 0.9, .dampening = 0.5});
+  Sgd sgd({param}, SgdOptions().lr(0.1).momentum(0.9).dampening(0.5));
   const double expected[] = {0.9, 0.76, 0.584};
   for (double value : expected) {
     param->grad.fill_(1.0f);
@@ -114,7 +114,7 @@ TEST(SgdTest, NesterovAndWeightDecayHandComputed) {
   //   step 2: d = 1 + 0.182 = 1.182, buf = 0.6 + 1.182 = 1.782, d = 1.182 + 0.891 = 2.073,
   //           p = 1.82 - 0.2073 = 1.6127
   auto param = make_parameter({2.0f});
-  Sgd sgd({param}, SgdOptions{.lr = 0.1, .momentum = 0.5, .weight_decay = 0.1, .nesterov = true});
+  Sgd sgd({param}, SgdOptions().lr(0.1).momentum(0.5).weight_decay(0.1).nesterov(true));
   for (double value : {1.82, 1.6127}) {
     param->grad.fill_(1.0f);
     sgd.step();
@@ -128,30 +128,30 @@ TEST(SgdTest, SequencesMatchTorchUpdateInDouble) {
     SgdOptions options;
   };
   const std::vector<Case> cases = {
-      {"plain", {.lr = 0.05}},
-      {"momentum", {.lr = 0.05, .momentum = 0.9}},
-      {"dampening", {.lr = 0.05, .momentum = 0.9, .dampening = 0.3}},
-      {"nesterov", {.lr = 0.05, .momentum = 0.9, .nesterov = true}},
-      {"weight decay", {.lr = 0.05, .weight_decay = 0.01}},
-      {"momentum + weight decay", {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4}},
+      {"plain", SgdOptions().lr(0.05)},
+      {"momentum", SgdOptions().lr(0.05).momentum(0.9)},
+      {"dampening", SgdOptions().lr(0.05).momentum(0.9).dampening(0.3)},
+      {"nesterov", SgdOptions().lr(0.05).momentum(0.9).nesterov(true)},
+      {"weight decay", SgdOptions().lr(0.05).weight_decay(0.01)},
+      {"momentum + weight decay", SgdOptions().lr(0.05).momentum(0.9).weight_decay(1e-4)},
       {"nesterov + weight decay",
-       {.lr = 0.05, .momentum = 0.8, .weight_decay = 0.02, .nesterov = true}},
-      {"all but nesterov", {.lr = 0.2, .momentum = 0.7, .dampening = 0.1, .weight_decay = 0.05}},
+       SgdOptions().lr(0.05).momentum(0.8).weight_decay(0.02).nesterov(true)},
+      {"all but nesterov", SgdOptions().lr(0.2).momentum(0.7).dampening(0.1).weight_decay(0.05)},
   };
   for (const Case& c : cases) check_against_reference(c.options, 6, 37, c.name);
 }
 
 TEST(SgdTest, LargeTensorMatchesReferenceOnTheParallelPath) {
   // 100000 elements: above the kernel's OpenMP threshold.
-  check_against_reference({.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 1e-3}, 3,
+  check_against_reference(SgdOptions().lr(0.1).momentum(0.9).dampening(0.1).weight_decay(1e-3), 3,
                           100000, "large");
-  check_against_reference({.lr = 0.1, .momentum = 0.9, .nesterov = true}, 3, 100000,
+  check_against_reference(SgdOptions().lr(0.1).momentum(0.9).nesterov(true), 3, 100000,
                           "large nesterov");
 }
 
 TEST(SgdTest, NoWeightDecayOnNormAndBiasWhenDisabled) {
-  const SgdOptions options{
-      .lr = 0.1, .momentum = 0.9, .weight_decay = 0.5, .decay_norm_and_bias = false};
+  const auto options =
+      SgdOptions().lr(0.1).momentum(0.9).weight_decay(0.5).decay_norm_and_bias(false);
   const std::vector<float> initial = {1.0f, -3.0f, 2.0f};
   auto weight = make_parameter(initial, /*is_norm_or_bias=*/false);
   auto bias = make_parameter(initial, /*is_norm_or_bias=*/true);
@@ -174,7 +174,7 @@ TEST(SgdTest, NoWeightDecayOnNormAndBiasWhenDisabled) {
 
 TEST(SgdTest, DecaysNormAndBiasByDefault) {
   auto bias = make_parameter({2.0f}, /*is_norm_or_bias=*/true);
-  Sgd sgd({bias}, SgdOptions{.lr = 0.1, .weight_decay = 0.5});
+  Sgd sgd({bias}, SgdOptions().lr(0.1).weight_decay(0.5));
   sgd.step();  // grad 0: p = 2 - 0.1 * 0.5 * 2 = 1.9
   EXPECT_NEAR(bias->value.to_vector()[0], 1.9, 1e-6);
 }
@@ -182,7 +182,7 @@ TEST(SgdTest, DecaysNormAndBiasByDefault) {
 TEST(SgdTest, ReadsTheGradientHandleAtStepTime) {
   // DataParallel replaces grad by a view into a bucket after construction.
   auto param = make_parameter({1.0f, 1.0f});
-  Sgd sgd({param}, SgdOptions{.lr = 1.0});
+  Sgd sgd({param}, SgdOptions().lr(1.0));
   Tensor bucket = Tensor::from_vector({4}, {9.0f, 0.25f, 0.5f, 9.0f});
   param->grad = bucket.view({2}, 1);
   sgd.step();
@@ -191,7 +191,7 @@ TEST(SgdTest, ReadsTheGradientHandleAtStepTime) {
 
 TEST(SgdTest, SetLrAppliesFromTheNextStep) {
   auto param = make_parameter({1.0f});
-  Sgd sgd({param}, SgdOptions{.lr = 0.1});
+  Sgd sgd({param}, SgdOptions().lr(0.1));
   param->grad.fill_(1.0f);
   sgd.step();
   sgd.set_lr(0.01);
@@ -214,15 +214,14 @@ TEST(SgdTest, ZeroGradZeroesEveryGradient) {
 
 TEST(SgdTest, InvalidOptionsThrowLikeTorch) {
   auto param = make_parameter({1.0f});
-  EXPECT_THROW(Sgd({param}, SgdOptions{.lr = -0.1}), Error);
-  EXPECT_THROW(Sgd({param}, SgdOptions{.momentum = -0.5}), Error);
-  EXPECT_THROW(Sgd({param}, SgdOptions{.weight_decay = -1e-4}), Error);
-  EXPECT_THROW(Sgd({param}, SgdOptions{.momentum = 0.0, .nesterov = true}), Error);
-  EXPECT_THROW(Sgd({param}, SgdOptions{.momentum = 0.9, .dampening = 0.1, .nesterov = true}),
-               Error);
-  EXPECT_NO_THROW(Sgd({param}, SgdOptions{.momentum = 0.9, .nesterov = true}));
+  EXPECT_THROW(Sgd({param}, SgdOptions().lr(-0.1)), Error);
+  EXPECT_THROW(Sgd({param}, SgdOptions().momentum(-0.5)), Error);
+  EXPECT_THROW(Sgd({param}, SgdOptions().weight_decay(-1e-4)), Error);
+  EXPECT_THROW(Sgd({param}, SgdOptions().momentum(0.0).nesterov(true)), Error);
+  EXPECT_THROW(Sgd({param}, SgdOptions().momentum(0.9).dampening(0.1).nesterov(true)), Error);
+  EXPECT_NO_THROW(Sgd({param}, SgdOptions().momentum(0.9).nesterov(true)));
   try {
-    Sgd({param}, SgdOptions{.momentum = 0.0, .nesterov = true});
+    Sgd({param}, SgdOptions().momentum(0.0).nesterov(true));
     ADD_FAILURE() << "nesterov without momentum was accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("Nesterov"), std::string::npos) << e.what();
@@ -237,7 +236,7 @@ TEST(SgdTest, MismatchedGradientShapeIsAnError) {
 }
 
 TEST(SgdTest, StateDictRestoresMomentumSoResumeMatchesUninterruptedRun) {
-  const SgdOptions options{.lr = 0.1, .momentum = 0.9, .dampening = 0.2};
+  const auto options = SgdOptions().lr(0.1).momentum(0.9).dampening(0.2);
   const std::vector<float> initial = random_values(5, 3);
   ReferenceSgd reference{options, std::vector<double>(initial.begin(), initial.end())};
 
