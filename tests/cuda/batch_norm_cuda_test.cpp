@@ -13,13 +13,16 @@
 
 #include "cpu/batch_norm.h"
 #include "cuda/batch_norm.h"
-#include "cuda_test_util.h"
+#include "support/close.h"
+#include "support/cuda.h"
+#include "support/random.h"
 #include "syncbn/device.h"
 #include "syncbn/tensor.h"
 
 namespace syncbn {
 namespace {
 
+using testing::expect_close;
 using testing::expect_close_rel;
 using testing::random_values;
 
@@ -86,13 +89,9 @@ class DeviceDoubles {
 // |actual - expected| <= rtol |expected| + 1e-6 * magnitude (the sum of |terms|) + 1e-12.
 void expect_sums_close(const std::vector<double>& actual, const std::vector<double>& expected,
                        const std::vector<double>& magnitude, const std::string& what) {
-  ASSERT_EQ(actual.size(), expected.size()) << what;
-  ASSERT_EQ(magnitude.size(), expected.size()) << what;
-  for (std::size_t i = 0; i < actual.size(); ++i) {
-    ASSERT_NEAR(actual[i], expected[i],
-                kRtol * std::fabs(expected[i]) + 1e-6 * magnitude[i] + 1e-12)
-        << what << " at " << i;
-  }
+  std::vector<double> atols(magnitude.size());
+  for (std::size_t i = 0; i < atols.size(); ++i) atols[i] = 1e-6 * magnitude[i] + 1e-12;
+  expect_close(actual, expected, kRtol, atols, what);
 }
 
 std::vector<double> widen(const std::vector<float>& v) {
