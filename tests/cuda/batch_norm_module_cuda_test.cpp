@@ -1,9 +1,7 @@
 // BatchNorm2d on a CUDA device against the same module on the CPU: outputs, running statistics,
 // dx and parameter gradients over a few training steps (the shift K = running_mean changes from
 // step to step), then evaluation. Needs every op group's CUDA kernels (the module path also runs
-// elementwise copies and fills), so it is built only with SYNCBN_WITH_CUDA.
-#if defined(SYNCBN_WITH_CUDA)
-
+// elementwise copies and fills).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -97,5 +95,3 @@ TEST(BatchNormModuleCudaTest, BatchNorm2dOnCudaMatchesCpu) {
 
 }  // namespace
 }  // namespace syncbn
-
-#endif  // SYNCBN_WITH_CUDA

@@ -1,9 +1,7 @@
 // Modules on Device::cuda(0) against the same modules on the CPU: a small CNN with every
 // non-normalisation layer (Conv2d with and without bias, ReLU, MaxPool2d, AvgPool2d, Dropout,
 // GlobalAvgPool2d, Linear), CrossEntropyLoss and an SGD step. These run through the ops'
-// dispatch, so they exist only in builds where every kernel group has CUDA kernels.
-#if defined(SYNCBN_WITH_CUDA)
-
+// dispatch, so they need every kernel group's CUDA kernels.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -122,5 +120,3 @@ TEST(LayersModuleCudaTest, LinearMatchesCpuIncludingAnEmptyBatch) {
 
 }  // namespace
 }  // namespace syncbn
-
-#endif  // SYNCBN_WITH_CUDA
