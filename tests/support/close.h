@@ -47,11 +47,18 @@ class Numbers {
 
 namespace detail {
 
-// Fails once if some |actual_i - expected_i| <= tolerance(i) does not hold; `bound` states the
-// tolerance's formula for the message.
-template <class Tolerance>
+inline std::string describe(double value) {
+  std::ostringstream text;
+  text.precision(3);
+  text << value;
+  return text.str();
+}
+
+// Fails once if some |actual_i - expected_i| <= tolerance(i) does not hold; bound(i) writes
+// tolerance(i)'s formula for the message.
+template <class Tolerance, class Bound>
 void expect_within(const Numbers& actual, const Numbers& expected, const Tolerance& tolerance,
-                   const std::string& bound, const std::string& what) {
+                   const Bound& bound, const std::string& what) {
   ASSERT_EQ(actual.size(), expected.size()) << what << ": actual and expected sizes differ";
   std::size_t out = 0, first = 0;
   for (std::size_t i = 0; i < actual.size(); ++i) {
@@ -62,18 +69,10 @@ void expect_within(const Numbers& actual, const Numbers& expected, const Toleran
   message.precision(9);
   message << what << ": " << out << " of " << actual.size()
           << " elements out of tolerance; first at index " << first << ": actual " << actual[first]
-          << ", expected " << expected[first];
-  message.precision(3);
-  message << ", |actual - expected| " << std::fabs(actual[first] - expected[first])
-          << " > tolerance " << tolerance(first) << " = " << bound;
+          << ", expected " << expected[first] << ", |actual - expected| "
+          << describe(std::fabs(actual[first] - expected[first])) << " > tolerance "
+          << describe(tolerance(first)) << " = " << bound(first);
   ADD_FAILURE() << message.str();
-}
-
-inline std::string describe(double value) {
-  std::ostringstream text;
-  text.precision(3);
-  text << value;
-  return text.str();
 }
 
 }  // namespace detail
@@ -83,7 +82,11 @@ inline void expect_close(const Numbers& actual, const Numbers& expected, double 
                          const std::string& what) {
   detail::expect_within(
       actual, expected, [&](std::size_t i) { return atol + rtol * std::fabs(expected[i]); },
-      detail::describe(atol) + " + " + detail::describe(rtol) + " |expected|", what);
+      [&](std::size_t) {
+        return "atol " + detail::describe(atol) + " + rtol " + detail::describe(rtol) +
+               " * |expected|";
+      },
+      what);
 }
 
 // |a_i - e_i| <= atols_i + rtol |e_i|: an absolute bound per element.
@@ -92,7 +95,11 @@ inline void expect_close(const Numbers& actual, const Numbers& expected, double 
   ASSERT_EQ(atols.size(), expected.size()) << what << ": one atol per element";
   detail::expect_within(
       actual, expected, [&](std::size_t i) { return atols[i] + rtol * std::fabs(expected[i]); },
-      "atol[i] + " + detail::describe(rtol) + " |expected|", what);
+      [&](std::size_t i) {
+        return "atol[" + std::to_string(i) + "] " + detail::describe(atols[i]) + " + rtol " +
+               detail::describe(rtol) + " * |expected|";
+      },
+      what);
 }
 
 // |a_i - e_i| <= rtol max(|e_i|, floor max_j |e_j|) + 1e-7.
@@ -105,8 +112,11 @@ inline void expect_close_rel(const Numbers& actual, const Numbers& expected, dou
   detail::expect_within(
       actual, expected,
       [&](std::size_t i) { return rtol * std::max(std::fabs(expected[i]), floor * scale) + 1e-7; },
-      detail::describe(rtol) + " max(|expected|, " + detail::describe(floor) + " * " +
-          detail::describe(scale) + ") + 1e-07",
+      [&](std::size_t) {
+        return "rtol " + detail::describe(rtol) + " * max(|expected|, floor " +
+               detail::describe(floor) + " * max|expected| " + detail::describe(scale) +
+               ") + 1e-07";
+      },
       what);
 }
 
