@@ -4,8 +4,9 @@
 # the Docker images, so every place installs the same set.
 #   launch/install-deps.sh                 build + run dependencies
 #   launch/install-deps.sh --with-torch    also PyTorch (CPU) for the comparison benchmarks
-#   launch/install-deps.sh --with-test-tools   also shellcheck and docker-compose (the tests
-#                                          lint the scripts and validate docker/compose.yml)
+#   launch/install-deps.sh --with-test-tools   also shellcheck, clang-format and docker-compose
+#                                          (the tests lint the scripts, check the C++ formatting
+#                                          and validate docker/compose.yml)
 set -euo pipefail
 
 packages=(
@@ -22,7 +23,7 @@ packages=(
 for flag in "$@"; do
   case $flag in
     --with-torch) packages+=(python3 python3-torch) ;;
-    --with-test-tools) packages+=(shellcheck docker-compose) ;;
+    --with-test-tools) packages+=(shellcheck clang-format docker-compose) ;;
     "") ;;
     *) echo "install-deps.sh: unknown flag '$flag'" >&2; exit 2 ;;
   esac

@@ -13,14 +13,18 @@
 
 #include "cpu/batch_norm.h"
 #include "cuda/batch_norm.h"
-#include "cuda_test_util.h"
+#include "support/close.h"
+#include "support/cuda.h"
+#include "support/random.h"
 #include "syncbn/device.h"
 #include "syncbn/tensor.h"
 
 namespace syncbn {
 namespace {
 
+using testing::expect_close;
 using testing::expect_close_rel;
+using testing::on_device;
 using testing::random_values;
 
 constexpr double kRtol = 1e-5;
@@ -58,10 +62,6 @@ std::vector<Case> cases() {
   return all;
 }
 
-Tensor device_tensor(const std::vector<float>& values) {
-  return Tensor::from_vector({static_cast<int64_t>(values.size())}, values, Device::cuda(0));
-}
-
 // Raw doubles in device memory (the packed statistics buffers).
 class DeviceDoubles {
  public:
@@ -87,13 +87,9 @@ class DeviceDoubles {
 // |actual - expected| <= rtol |expected| + 1e-6 * magnitude (the sum of |terms|) + 1e-12.
 void expect_sums_close(const std::vector<double>& actual, const std::vector<double>& expected,
                        const std::vector<double>& magnitude, const std::string& what) {
-  ASSERT_EQ(actual.size(), expected.size()) << what;
-  ASSERT_EQ(magnitude.size(), expected.size()) << what;
-  for (std::size_t i = 0; i < actual.size(); ++i) {
-    ASSERT_NEAR(actual[i], expected[i],
-                kRtol * std::fabs(expected[i]) + 1e-6 * magnitude[i] + 1e-12)
-        << what << " at " << i;
-  }
+  std::vector<double> atols(magnitude.size());
+  for (std::size_t i = 0; i < atols.size(); ++i) atols[i] = 1e-6 * magnitude[i] + 1e-12;
+  expect_close(actual, expected, kRtol, atols, what);
 }
 
 std::vector<double> widen(const std::vector<float>& v) {
@@ -123,8 +119,8 @@ TEST(BatchNormCudaTest, StatsMatchCpuOnRandomShapes) {
       std::vector<double> expected(2 * k.c);
       cpu::batch_norm_stats(x.data(), host_shift, k.shape(), expected.data());
 
-      const Tensor x_d = device_tensor(x);
-      const Tensor shift_d = device_tensor(shift);
+      const Tensor x_d = on_device(x);
+      const Tensor shift_d = on_device(shift);
       DeviceDoubles stats(2 * k.c);
       stats.upload(std::vector<double>(2 * k.c, 12345.0));  // must be overwritten, also for N = 0
       cuda::batch_norm_stats(x_d.data(), with_shift ? shift_d.data() : nullptr, k.shape(),
@@ -148,7 +144,7 @@ TEST(BatchNormCudaTest, StatsMatchCpuOnRandomShapes) {
 TEST(BatchNormCudaTest, StatsAreDeterministic) {
   SYNCBN_REQUIRE_CUDA();
   for (const Case& k : {Case{2, 3, 40000, false}, Case{2, 64, 3000, true}}) {
-    const Tensor x = device_tensor(random_values(k.numel(), 7, 2.0f, 1.0f));
+    const Tensor x = on_device(random_values(k.numel(), 7, 2.0f, 1.0f));
     DeviceDoubles first(2 * k.c), second(2 * k.c);
     cuda::batch_norm_stats(x.data(), nullptr, k.shape(), first.data());
     cuda::batch_norm_stats(x.data(), nullptr, k.shape(), second.data());
@@ -168,8 +164,8 @@ TEST(BatchNormCudaTest, StatsKeepVarianceWhenMeanIsLarge) {
       SCOPED_TRACE(k.str() + " shift " + std::to_string(shift_value));
       const std::vector<float> x = random_values(k.numel(), ++seed, 1.0f, 1e4f);
       const std::vector<float> shift(k.c, shift_value);
-      const Tensor x_d = device_tensor(x);
-      const Tensor shift_d = device_tensor(shift);
+      const Tensor x_d = on_device(x);
+      const Tensor shift_d = on_device(shift);
       DeviceDoubles packed(2 * k.c + 1);
       cuda::batch_norm_stats(x_d.data(), shift_d.data(), k.shape(), packed.data());
       const std::vector<double> stats = packed.download();
@@ -223,10 +219,10 @@ TEST(BatchNormCudaTest, FinalizeAndRunningStatsMatchCpu) {
 
       DeviceDoubles packed_d(packed.size());
       packed_d.upload(packed);
-      Tensor shift_d = device_tensor(shift);
-      Tensor running_mean_d = device_tensor(running_mean);
-      Tensor running_var_d = device_tensor(running_var);
-      Tensor tracked_d = device_tensor(tracked);
+      Tensor shift_d = on_device(shift);
+      Tensor running_mean_d = on_device(running_mean);
+      Tensor running_var_d = on_device(running_var);
+      Tensor tracked_d = on_device(tracked);
       Tensor mean_d = Tensor::empty({channels}, Device::cuda(0));
       Tensor invstd_d = Tensor::empty({channels}, Device::cuda(0));
       const float* shift_device = shift_kind == 0   ? nullptr
@@ -260,7 +256,7 @@ TEST(BatchNormCudaTest, InvstdMatchesCpu) {
     const std::vector<float> var = positive_per_channel(channels, 40 + channels);
     std::vector<float> expected(channels);
     cpu::batch_norm_invstd(var.data(), channels, kEps, expected.data());
-    const Tensor var_d = device_tensor(var);
+    const Tensor var_d = on_device(var);
     Tensor invstd_d = Tensor::empty({channels}, Device::cuda(0));
     cuda::batch_norm_invstd(var_d.data(), channels, kEps, invstd_d.data());
     expect_close_rel(invstd_d.to_vector(), expected, 1e-6, "invstd C=" + std::to_string(channels));
@@ -288,12 +284,12 @@ TEST(BatchNormCudaTest, ElemtMatchesCpu) {
         const int64_t offset = misaligned ? 1 : 0;
         std::vector<float> padded(static_cast<std::size_t>(k.numel() + offset), 0.0f);
         std::copy(x.begin(), x.end(), padded.begin() + offset);
-        const Tensor x_storage = device_tensor(padded);
+        const Tensor x_storage = on_device(padded);
         const Tensor x_d = x_storage.view({k.numel()}, offset);
         Tensor y_storage = Tensor::zeros({k.numel() + offset}, Device::cuda(0));
         Tensor y_d = y_storage.view({k.numel()}, offset);
-        const Tensor mean_d = device_tensor(mean), invstd_d = device_tensor(invstd);
-        const Tensor weight_d = device_tensor(weight), bias_d = device_tensor(bias);
+        const Tensor mean_d = on_device(mean), invstd_d = on_device(invstd);
+        const Tensor weight_d = on_device(weight), bias_d = on_device(bias);
         cuda::batch_norm_elemt(x_d.data(), mean_d.data(), invstd_d.data(),
                                affine ? weight_d.data() : nullptr, affine ? bias_d.data() : nullptr,
                                k.shape(), y_d.data());
@@ -318,9 +314,9 @@ TEST(BatchNormCudaTest, BackwardReduceMatchesCpu) {
       std::vector<float> grad_weight = per_channel(k.c, ++seed, 1.0f, 0.0f);
       std::vector<float> grad_bias = per_channel(k.c, ++seed, 1.0f, 0.0f);
 
-      Tensor grad_weight_d = device_tensor(grad_weight), grad_bias_d = device_tensor(grad_bias);
-      const Tensor x_d = device_tensor(x), dy_d = device_tensor(dy);
-      const Tensor mean_d = device_tensor(mean), invstd_d = device_tensor(invstd);
+      Tensor grad_weight_d = on_device(grad_weight), grad_bias_d = on_device(grad_bias);
+      const Tensor x_d = on_device(x), dy_d = on_device(dy);
+      const Tensor mean_d = on_device(mean), invstd_d = on_device(invstd);
       DeviceDoubles sums_d(2 * k.c);
       sums_d.upload(std::vector<double>(2 * k.c, 777.0));
       cuda::batch_norm_backward_reduce(dy_d.data(), x_d.data(), mean_d.data(), invstd_d.data(),
@@ -382,9 +378,9 @@ TEST(BatchNormCudaTest, BackwardElemtMatchesCpu) {
           dy.data(), x.data(), mean.data(), invstd.data(), with_weight ? weight.data() : nullptr,
           with_sums ? sums.data() : nullptr, count, k.shape(), expected.data());
 
-      const Tensor x_d = device_tensor(x), dy_d = device_tensor(dy);
-      const Tensor mean_d = device_tensor(mean), invstd_d = device_tensor(invstd);
-      const Tensor weight_d = device_tensor(weight);
+      const Tensor x_d = on_device(x), dy_d = on_device(dy);
+      const Tensor mean_d = on_device(mean), invstd_d = on_device(invstd);
+      const Tensor weight_d = on_device(weight);
       DeviceDoubles sums_d(2 * k.c);
       sums_d.upload(sums);
       Tensor dx_d = Tensor::zeros({k.numel()}, Device::cuda(0));
@@ -429,9 +425,9 @@ TEST(BatchNormCudaTest, TrainingStepMatchesCpu) {
                                    sums.data(), count, k.shape(), dx.data());
 
     // GPU.
-    const Tensor x_d = device_tensor(x), dy_d = device_tensor(dy);
-    const Tensor weight_d = device_tensor(weight), bias_d = device_tensor(bias);
-    const Tensor shift_d = device_tensor(running_mean);
+    const Tensor x_d = on_device(x), dy_d = on_device(dy);
+    const Tensor weight_d = on_device(weight), bias_d = on_device(bias);
+    const Tensor shift_d = on_device(running_mean);
     Tensor mean_d = Tensor::empty({k.c}, Device::cuda(0));
     Tensor invstd_d = Tensor::empty({k.c}, Device::cuda(0));
     Tensor y_d = Tensor::empty({k.numel()}, Device::cuda(0));
@@ -477,10 +473,10 @@ TEST(BatchNormCudaTest, EmptyBatchGivesZeroSumsAndKeepsGradients) {
   SYNCBN_REQUIRE_CUDA();
   const int64_t channels = 5;
   const Tensor x = Tensor::empty({0}, Device::cuda(0));
-  const Tensor mean = device_tensor(std::vector<float>(channels, 0.5f));
-  const Tensor invstd = device_tensor(std::vector<float>(channels, 2.0f));
+  const Tensor mean = on_device(std::vector<float>(channels, 0.5f));
+  const Tensor invstd = on_device(std::vector<float>(channels, 2.0f));
   const std::vector<float> before = {1, 2, 3, 4, 5};
-  Tensor grad_weight = device_tensor(before), grad_bias = device_tensor(before);
+  Tensor grad_weight = on_device(before), grad_bias = on_device(before);
   DeviceDoubles sums(2 * channels);
   sums.upload(std::vector<double>(2 * channels, 9.0));
   const cpu::BatchNormShape nchw{.batch = 0, .channels = channels, .spatial = 9};

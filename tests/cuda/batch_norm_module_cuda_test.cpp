@@ -1,9 +1,7 @@
 // BatchNorm2d on a CUDA device against the same module on the CPU: outputs, running statistics,
 // dx and parameter gradients over a few training steps (the shift K = running_mean changes from
 // step to step), then evaluation. Needs every op group's CUDA kernels (the module path also runs
-// elementwise copies and fills), so it is built only with SYNCBN_WITH_CUDA.
-#if defined(SYNCBN_WITH_CUDA)
-
+// elementwise copies and fills).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,13 +9,16 @@
 #include <string>
 #include <vector>
 
-#include "cuda_test_util.h"
+#include "support/close.h"
+#include "support/cuda.h"
+#include "support/random.h"
 #include "syncbn/nn/batch_norm.h"
 #include "syncbn/tensor.h"
 
 namespace syncbn {
 namespace {
 
+using testing::expect_close;
 using testing::expect_close_rel;
 using testing::random_values;
 
@@ -28,17 +29,6 @@ Tensor input(const Shape& shape, const std::vector<float>& values, bool channels
   Tensor t = Tensor::from_vector(shape, values, device);
   if (channels_last) t.set_memory_format(MemoryFormat::kChannelsLast);
   return t;
-}
-
-// dgamma and dbeta are sums over N*H*W values: compared within 1e-5 relative plus 1e-6 of the
-// sum of |dy| (a bound on |dgamma| and |dbeta| per value, |xhat| being O(1) here).
-void expect_sums_close(const std::vector<float>& actual, const std::vector<float>& expected,
-                       double magnitude, const std::string& what) {
-  ASSERT_EQ(actual.size(), expected.size()) << what;
-  for (std::size_t i = 0; i < actual.size(); ++i) {
-    ASSERT_NEAR(actual[i], expected[i], kRtol * std::fabs(expected[i]) + 1e-6 * magnitude)
-        << what << " at " << i;
-  }
 }
 
 TEST(BatchNormModuleCudaTest, BatchNorm2dOnCudaMatchesCpu) {
@@ -82,13 +72,15 @@ TEST(BatchNormModuleCudaTest, BatchNorm2dOnCudaMatchesCpu) {
         const Tensor dx_cpu = cpu_bn.backward(input(shape, dy, channels_last, Device::cpu()));
         const Tensor dx_gpu = gpu_bn.backward(input(shape, dy, channels_last, Device::cuda(0)));
         expect_close_rel(dx_gpu.to_vector(), dx_cpu.to_vector(), kRtol, "dx");
+        // dgamma and dbeta are sums over N*H*W values: compared within 1e-5 relative plus 1e-6
+        // of the sum of |dy| (a bound on |dgamma| and |dbeta| per value, |xhat| being O(1)
+        // here). Gradients accumulate over the steps, as in PyTorch without zero_grad.
         double sum_abs_dy = 0.0;
         for (float v : dy) sum_abs_dy += std::fabs(v);
-        // Gradients accumulate over the steps, as in PyTorch without zero_grad.
-        expect_sums_close(gpu_bn.weight()->grad.to_vector(), cpu_bn.weight()->grad.to_vector(),
-                          3.0 * sum_abs_dy * (step + 1), "grad_weight");
-        expect_sums_close(gpu_bn.bias()->grad.to_vector(), cpu_bn.bias()->grad.to_vector(),
-                          sum_abs_dy * (step + 1), "grad_bias");
+        expect_close(gpu_bn.weight()->grad.to_vector(), cpu_bn.weight()->grad.to_vector(), kRtol,
+                     1e-6 * (3.0 * sum_abs_dy * (step + 1)), "grad_weight");
+        expect_close(gpu_bn.bias()->grad.to_vector(), cpu_bn.bias()->grad.to_vector(), kRtol,
+                     1e-6 * (sum_abs_dy * (step + 1)), "grad_bias");
       }
 
       cpu_bn.eval();
@@ -103,5 +95,3 @@ TEST(BatchNormModuleCudaTest, BatchNorm2dOnCudaMatchesCpu) {
 
 }  // namespace
 }  // namespace syncbn
-
-#endif  // SYNCBN_WITH_CUDA

@@ -11,7 +11,9 @@
 
 #include "cpu/conv.h"
 #include "cuda/conv.h"
-#include "cuda/cuda_test_util.h"
+#include "support/close.h"
+#include "support/cuda.h"
+#include "support/random.h"
 #include "syncbn/tensor.h"
 
 namespace syncbn {
@@ -33,13 +35,11 @@ std::vector<float> absolute(std::vector<float> values) {
 void expect_conv_close(const std::vector<float>& actual, const std::vector<float>& expected,
                        const std::vector<float>& magnitude, int64_t length,
                        const std::string& what) {
-  ASSERT_EQ(actual.size(), expected.size()) << what;
   const double eps = std::numeric_limits<float>::epsilon();
   const double spread = 2.0 * std::sqrt(static_cast<double>(std::max<int64_t>(length, 1))) * eps;
-  for (std::size_t i = 0; i < actual.size(); ++i) {
-    const double tolerance = 1e-5 * std::fabs(expected[i]) + spread * magnitude[i] + 1e-30;
-    ASSERT_NEAR(actual[i], expected[i], tolerance) << what << " at " << i;
-  }
+  std::vector<double> atols(magnitude.size());
+  for (std::size_t i = 0; i < atols.size(); ++i) atols[i] = spread * magnitude[i] + 1e-30;
+  testing::expect_close(actual, expected, 1e-5, atols, what);
 }
 
 struct ConvCase {

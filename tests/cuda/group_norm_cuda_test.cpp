@@ -9,14 +9,18 @@
 
 #include "cpu/group_norm.h"
 #include "cuda/group_norm.h"
-#include "cuda_test_util.h"
+#include "support/close.h"
+#include "support/cuda.h"
+#include "support/random.h"
 #include "syncbn/device.h"
 #include "syncbn/tensor.h"
 
 namespace syncbn {
 namespace {
 
+using testing::expect_close;
 using testing::expect_close_rel;
+using testing::on_device;
 using testing::random_values;
 
 constexpr double kRtol = 1e-5;
@@ -41,10 +45,6 @@ std::vector<Case> cases() {
           {0, 4, 5, 2},  {3, 6, 0, 2},  {1, 1, 1, 1},  {64, 768, 1, 1}, {2, 64, 9, 32}};
 }
 
-Tensor device_tensor(const std::vector<float>& values) {
-  return Tensor::from_vector({static_cast<int64_t>(values.size())}, values, Device::cuda(0));
-}
-
 TEST(GroupNormCudaTest, ForwardMatchesCpu) {
   SYNCBN_REQUIRE_CUDA();
   uint64_t seed = 10;
@@ -61,8 +61,8 @@ TEST(GroupNormCudaTest, ForwardMatchesCpu) {
                                 affine ? bias.data() : nullptr, k.shape(), kEps, y.data(),
                                 mean.data(), invstd.data());
 
-        const Tensor x_d = device_tensor(x);
-        const Tensor weight_d = device_tensor(weight), bias_d = device_tensor(bias);
+        const Tensor x_d = on_device(x);
+        const Tensor weight_d = on_device(weight), bias_d = on_device(bias);
         Tensor y_d = Tensor::zeros({k.numel()}, Device::cuda(0));
         Tensor mean_d = Tensor::zeros({rows}, Device::cuda(0));
         Tensor invstd_d = Tensor::zeros({rows}, Device::cuda(0));
@@ -98,10 +98,10 @@ TEST(GroupNormCudaTest, BackwardMatchesCpu) {
       cpu::group_norm_forward(x.data(), nullptr, nullptr, k.shape(), kEps, y.data(), mean.data(),
                               invstd.data());
 
-      const Tensor x_d = device_tensor(x), dy_d = device_tensor(dy);
-      const Tensor weight_d = device_tensor(weight);
-      const Tensor mean_d = device_tensor(mean), invstd_d = device_tensor(invstd);
-      Tensor grad_weight_d = device_tensor(grad_weight), grad_bias_d = device_tensor(grad_bias);
+      const Tensor x_d = on_device(x), dy_d = on_device(dy);
+      const Tensor weight_d = on_device(weight);
+      const Tensor mean_d = on_device(mean), invstd_d = on_device(invstd);
+      Tensor grad_weight_d = on_device(grad_weight), grad_bias_d = on_device(grad_bias);
       Tensor dx_d = Tensor::zeros({k.numel()}, Device::cuda(0));
       cuda::group_norm_backward(dy_d.data(), x_d.data(), mean_d.data(), invstd_d.data(),
                                 with_weight ? weight_d.data() : nullptr, k.shape(), dx_d.data(),
@@ -143,15 +143,13 @@ TEST(GroupNormCudaTest, BackwardMatchesCpu) {
           }
         }
       }
-      const std::vector<float> gw = grad_weight_d.to_vector(), gb = grad_bias_d.to_vector();
+      std::vector<double> weight_atols(k.c), bias_atols(k.c);
       for (int64_t c = 0; c < k.c; ++c) {
-        EXPECT_NEAR(gw[c], grad_weight[c],
-                    kRtol * std::fabs(grad_weight[c]) + 1e-6 * weight_magnitude[c] + 1e-7)
-            << "grad_weight at " << c;
-        EXPECT_NEAR(gb[c], grad_bias[c],
-                    kRtol * std::fabs(grad_bias[c]) + 1e-6 * bias_magnitude[c] + 1e-7)
-            << "grad_bias at " << c;
+        weight_atols[c] = 1e-6 * weight_magnitude[c] + 1e-7;
+        bias_atols[c] = 1e-6 * bias_magnitude[c] + 1e-7;
       }
+      expect_close(grad_weight_d.to_vector(), grad_weight, kRtol, weight_atols, "grad_weight");
+      expect_close(grad_bias_d.to_vector(), grad_bias, kRtol, bias_atols, "grad_bias");
     }
   }
 }
@@ -166,8 +164,8 @@ TEST(GroupNormCudaTest, InstanceNormRunningStatsMatchCpu) {
   std::vector<float> running_var = random_values(channels, 4, 0.2f, 1.0f);
   for (auto& v : running_var) v = std::fabs(v) + 0.1f;
 
-  const Tensor mean_d = device_tensor(mean), invstd_d = device_tensor(invstd);
-  Tensor running_mean_d = device_tensor(running_mean), running_var_d = device_tensor(running_var);
+  const Tensor mean_d = on_device(mean), invstd_d = on_device(invstd);
+  Tensor running_mean_d = on_device(running_mean), running_var_d = on_device(running_var);
   cuda::instance_norm_update_running_stats(mean_d.data(), invstd_d.data(), batch, channels, spatial,
                                            kEps, 0.1, running_mean_d.data(), running_var_d.data());
   cpu::instance_norm_update_running_stats(mean.data(), invstd.data(), batch, channels, spatial,

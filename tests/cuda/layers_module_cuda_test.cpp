@@ -1,9 +1,7 @@
 // Modules on Device::cuda(0) against the same modules on the CPU: a small CNN with every
 // non-normalisation layer (Conv2d with and without bias, ReLU, MaxPool2d, AvgPool2d, Dropout,
 // GlobalAvgPool2d, Linear), CrossEntropyLoss and an SGD step. These run through the ops'
-// dispatch, so they exist only in builds where every kernel group has CUDA kernels.
-#if defined(SYNCBN_WITH_CUDA)
-
+// dispatch, so they need every kernel group's CUDA kernels.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,7 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "cuda/cuda_test_util.h"
+#include "support/close.h"
+#include "support/cuda.h"
+#include "support/random.h"
 #include "syncbn/nn/activation.h"
 #include "syncbn/nn/conv2d.h"
 #include "syncbn/nn/dropout.h"
@@ -20,22 +20,22 @@
 #include "syncbn/nn/pooling.h"
 #include "syncbn/nn/sequential.h"
 #include "syncbn/optim/sgd.h"
-#include "syncbn/random.h"
 #include "syncbn/tensor.h"
 
 namespace syncbn {
 namespace {
 
+using testing::random_labels;
 using testing::random_values;
 
 // The layers' reductions here are short (at most 54 terms for an output, a few hundred for a
 // weight gradient), so the two devices' summation orders differ by a few float roundings of
 // the terms: 1e-5 relative to each element, with elements below 1% of the tensor's largest held
 // to 1e-5 of that 1% (their rounding error is set by the terms' size, not by the cancelled sum).
-void expect_close(const Tensor& actual, const Tensor& expected, const std::string& what) {
-  ASSERT_EQ(actual.shape(), expected.shape()) << what;
+void expect_cuda_matches_cpu(const Tensor& actual, const Tensor& expected,
+                             const std::string& what) {
   ASSERT_TRUE(actual.device().is_cuda()) << what;
-  testing::expect_close_rel(actual.to_vector(), expected.to_vector(), 1e-5, what, 1e-2);
+  testing::expect_close_rel(actual, expected, 1e-5, what, 1e-2);
 }
 
 std::shared_ptr<nn::Sequential> make_cnn(uint64_t seed) {
@@ -51,13 +51,6 @@ std::shared_ptr<nn::Sequential> make_cnn(uint64_t seed) {
   net->add(std::make_shared<nn::GlobalAvgPool2d>());
   net->add(std::make_shared<nn::Linear>(10, 7, true, seed + 3));
   return net;
-}
-
-std::vector<int32_t> random_labels(int64_t n, int64_t k, uint64_t seed) {
-  Generator gen(seed);
-  std::vector<int32_t> labels(static_cast<std::size_t>(n));
-  for (auto& label : labels) label = static_cast<int32_t>(gen.below(static_cast<uint64_t>(k)));
-  return labels;
 }
 
 TEST(LayersModuleCudaTest, SmallCnnTrainingStepMatchesCpu) {
@@ -82,7 +75,7 @@ TEST(LayersModuleCudaTest, SmallCnnTrainingStepMatchesCpu) {
     gpu_sgd.zero_grad();
     const Tensor cpu_logits = cpu_net->forward(x);
     const Tensor gpu_logits = gpu_net->forward(x.to(gpu));
-    expect_close(gpu_logits, cpu_logits, "logits" + at);
+    expect_cuda_matches_cpu(gpu_logits, cpu_logits, "logits" + at);
 
     const float cpu_value = cpu_loss.forward(cpu_logits, labels);
     const float gpu_value = gpu_loss.forward(gpu_logits, labels);
@@ -91,20 +84,20 @@ TEST(LayersModuleCudaTest, SmallCnnTrainingStepMatchesCpu) {
 
     const Tensor cpu_dx = cpu_net->backward(cpu_loss.backward());
     const Tensor gpu_dx = gpu_net->backward(gpu_loss.backward());
-    expect_close(gpu_dx, cpu_dx, "dx" + at);
+    expect_cuda_matches_cpu(gpu_dx, cpu_dx, "dx" + at);
 
     const auto cpu_params = cpu_net->named_parameters();
     const auto gpu_params = gpu_net->named_parameters();
     ASSERT_EQ(cpu_params.size(), gpu_params.size());
     for (std::size_t i = 0; i < cpu_params.size(); ++i) {
-      expect_close(gpu_params[i].second->grad, cpu_params[i].second->grad,
-                   cpu_params[i].first + ".grad" + at);
+      expect_cuda_matches_cpu(gpu_params[i].second->grad, cpu_params[i].second->grad,
+                              cpu_params[i].first + ".grad" + at);
     }
     cpu_sgd.step();
     gpu_sgd.step();
     for (std::size_t i = 0; i < cpu_params.size(); ++i) {
-      expect_close(gpu_params[i].second->value, cpu_params[i].second->value,
-                   cpu_params[i].first + at);
+      expect_cuda_matches_cpu(gpu_params[i].second->value, cpu_params[i].second->value,
+                              cpu_params[i].first + at);
     }
   }
 }
@@ -118,14 +111,12 @@ TEST(LayersModuleCudaTest, LinearMatchesCpuIncludingAnEmptyBatch) {
     const Tensor x = Tensor::from_vector({batch, 37}, random_values(batch * 37, 6));
     const Tensor dy = Tensor::from_vector({batch, 19}, random_values(batch * 19, 7));
     const std::string what = "batch " + std::to_string(batch);
-    expect_close(gpu_layer.forward(x.to(gpu)), cpu_layer.forward(x), what + " y");
-    expect_close(gpu_layer.backward(dy.to(gpu)), cpu_layer.backward(dy), what + " dx");
-    expect_close(gpu_layer.weight().grad, cpu_layer.weight().grad, what + " dweight");
-    expect_close(gpu_layer.bias()->grad, cpu_layer.bias()->grad, what + " dbias");
+    expect_cuda_matches_cpu(gpu_layer.forward(x.to(gpu)), cpu_layer.forward(x), what + " y");
+    expect_cuda_matches_cpu(gpu_layer.backward(dy.to(gpu)), cpu_layer.backward(dy), what + " dx");
+    expect_cuda_matches_cpu(gpu_layer.weight().grad, cpu_layer.weight().grad, what + " dweight");
+    expect_cuda_matches_cpu(gpu_layer.bias()->grad, cpu_layer.bias()->grad, what + " dbias");
   }
 }
 
 }  // namespace
 }  // namespace syncbn
-
-#endif  // SYNCBN_WITH_CUDA

@@ -10,9 +10,10 @@
 #include <vector>
 
 #include "cpu/loss.h"
-#include "cuda/cuda_test_util.h"
 #include "cuda/loss.h"
-#include "syncbn/random.h"
+#include "support/close.h"
+#include "support/cuda.h"
+#include "support/random.h"
 #include "syncbn/tensor.h"
 
 namespace syncbn {
@@ -20,6 +21,7 @@ namespace {
 
 using testing::expect_close_rel;
 using testing::on_device;
+using testing::random_labels;
 using testing::random_values;
 
 // int32 labels travel in a float tensor (as the ops store them), bit for bit.
@@ -29,13 +31,6 @@ Tensor int32_on_device(const std::vector<int32_t>& values) {
   return on_device(bits);
 }
 const int32_t* int32_data(const Tensor& t) { return reinterpret_cast<const int32_t*>(t.data()); }
-
-std::vector<int32_t> random_labels(int64_t n, int64_t k, uint64_t seed) {
-  Generator gen(seed);
-  std::vector<int32_t> labels(static_cast<std::size_t>(n));
-  for (auto& label : labels) label = static_cast<int32_t>(gen.below(static_cast<uint64_t>(k)));
-  return labels;
-}
 
 struct Forward {
   std::vector<float> probabilities, losses, hits;

@@ -14,7 +14,8 @@
 #include <vector>
 
 #include "cuda/context.h"
-#include "cuda_test_util.h"
+#include "support/cuda.h"
+#include "support/random.h"
 #include "syncbn/distributed/nccl_communicator.h"
 #include "syncbn/distributed/runtime.h"
 #include "syncbn/error.h"

@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "cpu/pooling.h"
-#include "cuda/cuda_test_util.h"
 #include "cuda/pooling.h"
+#include "support/close.h"
+#include "support/cuda.h"
+#include "support/random.h"
 #include "syncbn/tensor.h"
 
 namespace syncbn {

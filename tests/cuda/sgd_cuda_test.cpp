@@ -6,26 +6,18 @@
 #include <vector>
 
 #include "cpu/sgd.h"
-#include "cuda/cuda_test_util.h"
 #include "cuda/sgd.h"
+#include "support/close.h"
+#include "support/cuda.h"
+#include "support/random.h"
 #include "syncbn/tensor.h"
 
 namespace syncbn {
 namespace {
 
 using testing::expect_close_rel;
+using testing::on_device;
 using testing::random_values;
-
-// A device copy of `values` starting `offset` floats into its allocation (offset 1: the scalar
-// path of the vectorised kernel).
-Tensor on_device(const std::vector<float>& values, int64_t offset) {
-  const int64_t n = static_cast<int64_t>(values.size());
-  Tensor storage = Tensor::zeros({n + offset}, Device::cuda(0));
-  Tensor t = storage.view({n}, offset);
-  device_copy(t.data(), Device::cuda(0), values.data(), Device::cpu(),
-              values.size() * sizeof(float));
-  return t;
-}
 
 struct Variant {
   float lr, weight_decay, momentum, dampening;

@@ -4,7 +4,7 @@
 // without a CUDA device.
 #include <gtest/gtest.h>
 
-#include "cuda/cuda_test_util.h"
+#include "support/cuda.h"
 #include "sync_batch_norm_check.h"
 #include "syncbn/distributed/mpi_communicator.h"
 

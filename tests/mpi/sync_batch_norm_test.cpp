@@ -10,12 +10,12 @@
 #include <numeric>
 #include <vector>
 
+#include "support/random.h"
 #include "sync_batch_norm_check.h"
 #include "syncbn/distributed/mpi_communicator.h"
 #include "syncbn/error.h"
 #include "syncbn/nn/batch_norm.h"
 #include "syncbn/nn/sequential.h"
-#include "unit/gradcheck.h"
 
 namespace syncbn::nn {
 namespace {

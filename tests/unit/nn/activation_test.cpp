@@ -4,8 +4,9 @@
 
 #include <cmath>
 
+#include "support/gradcheck.h"
+#include "support/random.h"
 #include "syncbn/error.h"
-#include "unit/gradcheck.h"
 
 namespace syncbn {
 namespace {

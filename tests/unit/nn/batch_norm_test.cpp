@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "gradcheck.h"
+#include "support/close.h"
+#include "support/gradcheck.h"
+#include "support/random.h"
 #include "syncbn/error.h"
 #include "util/format.h"
 
@@ -17,6 +19,7 @@ namespace {
 using testing::check_gradients;
 using testing::expect_close;
 using testing::random_tensor;
+using testing::random_values;
 
 constexpr double kEps = 1e-5;
 
@@ -97,11 +100,6 @@ Grads reference_training_backward(const std::vector<float>& x, const std::vector
       }
   }
   return g;
-}
-
-std::vector<float> random_values(std::size_t count, uint64_t seed, float std = 1.0f,
-                                 float mean = 0.0f) {
-  return random_tensor({static_cast<int64_t>(count)}, seed, std, mean).to_vector();
 }
 
 std::vector<double> as_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }

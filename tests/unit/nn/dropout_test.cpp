@@ -4,9 +4,10 @@
 
 #include <cmath>
 
-#include "syncbn/threads.h"
+#include "support/gradcheck.h"
+#include "support/random.h"
 #include "syncbn/error.h"
-#include "unit/gradcheck.h"
+#include "syncbn/threads.h"
 
 namespace syncbn {
 namespace {

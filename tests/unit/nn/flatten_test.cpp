@@ -2,8 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include "support/gradcheck.h"
+#include "support/random.h"
 #include "syncbn/error.h"
-#include "unit/gradcheck.h"
 
 namespace syncbn {
 namespace {

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "gradcheck.h"
+#include "support/close.h"
+#include "support/gradcheck.h"
+#include "support/random.h"
 #include "syncbn/error.h"
 
 namespace syncbn {

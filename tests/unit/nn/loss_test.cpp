@@ -5,8 +5,9 @@
 #include <cmath>
 #include <string>
 
+#include "support/close.h"
+#include "support/random.h"
 #include "syncbn/error.h"
-#include "unit/gradcheck.h"
 
 namespace syncbn {
 namespace {

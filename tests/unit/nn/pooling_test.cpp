@@ -6,8 +6,10 @@
 #include <cmath>
 #include <limits>
 
+#include "support/close.h"
+#include "support/gradcheck.h"
+#include "support/random.h"
 #include "syncbn/error.h"
-#include "unit/gradcheck.h"
 
 namespace syncbn {
 namespace {

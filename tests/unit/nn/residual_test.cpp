@@ -2,7 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include "gradcheck.h"
+#include "support/gradcheck.h"
+#include "support/random.h"
 #include "syncbn/nn/activation.h"
 #include "syncbn/nn/batch_norm.h"
 #include "syncbn/nn/flatten.h"

@@ -7,11 +7,15 @@
 #include <string>
 #include <vector>
 
+#include "support/close.h"
+#include "support/random.h"
 #include "syncbn/error.h"
-#include "syncbn/random.h"
 
 namespace syncbn::optim {
 namespace {
+
+using testing::expect_close;
+using testing::random_values;
 
 nn::ParameterPtr make_parameter(const std::vector<float>& values, bool is_norm_or_bias = false) {
   auto param = std::make_shared<nn::Parameter>();
@@ -20,13 +24,6 @@ nn::ParameterPtr make_parameter(const std::vector<float>& values, bool is_norm_o
   param->grad = Tensor::zeros(shape);
   param->is_norm_or_bias = is_norm_or_bias;
   return param;
-}
-
-std::vector<float> random_values(std::size_t n, uint64_t seed) {
-  Generator generator(seed);
-  std::vector<float> values(n);
-  for (float& v : values) v = generator.normal(0.0f, 1.0f);
-  return values;
 }
 
 // torch.optim.SGD's update for one parameter, written out in double from its documentation
@@ -58,15 +55,6 @@ struct ReferenceSgd {
   }
 };
 
-void expect_near_all(const std::vector<float>& actual, const std::vector<double>& expected,
-                     double rtol, const std::string& what) {
-  ASSERT_EQ(actual.size(), expected.size());
-  for (std::size_t i = 0; i < actual.size(); ++i) {
-    ASSERT_NEAR(actual[i], expected[i], 1e-6 + rtol * std::fabs(expected[i]))
-        << what << " at index " << i;
-  }
-}
-
 // Runs `steps` steps of Sgd and of the double reference on the same gradients.
 void check_against_reference(const SgdOptions& options, int steps, std::size_t n,
                              const std::string& what) {
@@ -79,8 +67,8 @@ void check_against_reference(const SgdOptions& options, int steps, std::size_t n
     param->grad.copy_from(Tensor::from_vector(param->grad.shape(), grad));
     sgd.step();
     reference.step(grad);
-    expect_near_all(param->value.to_vector(), reference.param, 1e-5,
-                    what + " after step " + std::to_string(step + 1));
+    expect_close(param->value.to_vector(), reference.param, 1e-5, 1e-6,
+                 what + " after step " + std::to_string(step + 1));
   }
 }
 
@@ -89,7 +77,7 @@ TEST(SgdTest, PlainStepIsParamMinusLrTimesGrad) {
   param->grad.copy_from(Tensor::from_vector({3}, {0.5f, 1.0f, -4.0f}));
   Sgd sgd({param}, SgdOptions().lr(0.1));
   sgd.step();
-  expect_near_all(param->value.to_vector(), {0.95, -2.1, 0.9}, 1e-6, "plain");
+  expect_close(param->value.to_vector(), {0.95, -2.1, 0.9}, 1e-6, 1e-6, "plain");
 }
 
 TEST(SgdTest, MomentumBufferStartsAtFirstGradientNotDampened) {
@@ -166,8 +154,8 @@ TEST(SgdTest, NoWeightDecayOnNormAndBiasWhenDisabled) {
     weight_reference.step(grad, /*decay=*/true);
     bias_reference.step(grad, /*decay=*/false);
   }
-  expect_near_all(weight->value.to_vector(), weight_reference.param, 1e-5, "decayed weight");
-  expect_near_all(bias->value.to_vector(), bias_reference.param, 1e-5, "undecayed bias");
+  expect_close(weight->value.to_vector(), weight_reference.param, 1e-5, 1e-6, "decayed weight");
+  expect_close(bias->value.to_vector(), bias_reference.param, 1e-5, 1e-6, "undecayed bias");
   // The two must really differ, or the test would not distinguish the cases.
   EXPECT_GT(std::fabs(weight->value.to_vector()[1] - bias->value.to_vector()[1]), 0.1);
 }
@@ -186,7 +174,7 @@ TEST(SgdTest, ReadsTheGradientHandleAtStepTime) {
   Tensor bucket = Tensor::from_vector({4}, {9.0f, 0.25f, 0.5f, 9.0f});
   param->grad = bucket.view({2}, 1);
   sgd.step();
-  expect_near_all(param->value.to_vector(), {0.75, 0.5}, 1e-7, "bucket view gradient");
+  expect_close(param->value.to_vector(), {0.75, 0.5}, 1e-7, 1e-6, "bucket view gradient");
 }
 
 TEST(SgdTest, SetLrAppliesFromTheNextStep) {
@@ -259,7 +247,7 @@ TEST(SgdTest, StateDictRestoresMomentumSoResumeMatchesUninterruptedRun) {
     }
     first->step();
   }
-  expect_near_all(param->value.to_vector(), reference.param, 1e-5, "resumed");
+  expect_close(param->value.to_vector(), reference.param, 1e-5, 1e-6, "resumed");
 
   EXPECT_THROW(first->load_state_dict({{"state.7.momentum_buffer", Tensor::zeros({5})}}), Error);
   EXPECT_THROW(first->load_state_dict({{"state.0.momentum_buffer", Tensor::zeros({4})}}), Error);

@@ -6,22 +6,15 @@
 // (L(v + h) - L(v - h)) / 2h, evaluated in double from float forwards.
 #include <gtest/gtest.h>
 
-#include <cmath>
+#include <cstdint>
 #include <vector>
 
+#include "support/close.h"
+#include "support/random.h"
 #include "syncbn/nn/module.h"
-#include "syncbn/random.h"
 #include "syncbn/tensor.h"
 
 namespace syncbn::testing {
-
-inline Tensor random_tensor(const Shape& shape, uint64_t seed, float std = 1.0f,
-                            float mean = 0.0f) {
-  Generator gen(seed);
-  std::vector<float> values(static_cast<std::size_t>(shape_numel(shape)));
-  for (auto& v : values) v = gen.normal(mean, std);
-  return Tensor::from_vector(shape, values);
-}
 
 inline double projected_sum(const Tensor& y, const Tensor& w) {
   double total = 0.0;
@@ -29,16 +22,6 @@ inline double projected_sum(const Tensor& y, const Tensor& w) {
   const float* b = w.data();
   for (int64_t i = 0; i < y.numel(); ++i) total += static_cast<double>(a[i]) * b[i];
   return total;
-}
-
-// max |a-b| / max(atol_scale, |b|) style comparison with a combined tolerance.
-inline void expect_close(const std::vector<float>& actual, const std::vector<double>& expected,
-                         double rtol, double atol, const std::string& what) {
-  ASSERT_EQ(actual.size(), expected.size()) << what;
-  for (std::size_t i = 0; i < actual.size(); ++i) {
-    ASSERT_NEAR(actual[i], expected[i], atol + rtol * std::fabs(expected[i]))
-        << what << " at index " << i;
-  }
 }
 
 // Checks dx and every parameter gradient of `module` at input x against central differences.
