@@ -39,7 +39,7 @@ NamedTensors load_safetensors(const std::string& path,
 // keys and shape mismatches are all reported in one syncbn::Error, and nothing is copied then.
 void load_state_dict(nn::Module& module, const NamedTensors& state);
 
-// Integrity metadata (DESIGN.md section 6) for save_safetensors: "signature" (one line per
+// Integrity metadata (docs/DESIGN.md §6) for save_safetensors: "signature" (one line per
 // tensor, "name [shape]", as the model-signature check of DataParallel) and "crc32" (zlib's
 // CRC-32 of the raw float32 data, tensors in order), both as text.
 std::map<std::string, std::string> integrity_metadata(const NamedTensors& tensors);
