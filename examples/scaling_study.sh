@@ -20,7 +20,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-[[ -x $build/syncbn-train ]] || "$root/launch/build.sh"
+[[ -x $build/syncbn-train ]] || "$root/cmake/build.sh"
 : >"$out"
 for b in $batches; do
   for spec in $norms; do

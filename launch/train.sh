@@ -7,6 +7,6 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export SYNCBN_BUILD_DIR=${SYNCBN_BUILD_DIR:-$root/build}
 
-"$root/launch/build.sh"
+"$root/cmake/build.sh"
 exec "$root/launch/syncbn-run" -np "${SYNCBN_NP:-4}" -- "$SYNCBN_BUILD_DIR/syncbn-train" \
   --config "$root/launch/main.cfg" "$@"

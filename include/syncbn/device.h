@@ -28,7 +28,7 @@ bool cuda_compiled();
 int cuda_device_count();
 
 // Makes `device` the current CUDA device of this thread (no-op for the CPU). Every rank calls it
-// once at start with its own GPU (local rank % visible devices, DESIGN.md section 5).
+// once at start with its own GPU (local rank % visible devices, docs/DESIGN.md §5).
 void set_current_device(Device device);
 
 // Raw memory on a device. CPU memory is 64-byte aligned; CUDA memory comes from the caching

@@ -7,7 +7,7 @@
 //   mpirun -np 2 syncbn-bench-nccl -b 8 -e 128M -f 2 [-d float32] [--op iallreduce]
 //          [--backend nccl|mpi] [-n 20] [-w 5]
 //
-// Each rank takes GPU local_rank % visible GPUs (DESIGN.md section 5). Two ranks on one GPU need
+// Each rank takes GPU local_rank % visible GPUs (docs/DESIGN.md §5). Two ranks on one GPU need
 // SYNCBN_NCCL_HOSTID_PER_RANK=1 with NCCL (see nccl_communicator.h); the bandwidth is then that of
 // NCCL's network transport, not of the GPU. Columns: time is per collective, the slowest rank's;
 // algbw = bytes / time; busbw = algbw * 2 (P - 1) / P, the bandwidth each rank's links carry in a

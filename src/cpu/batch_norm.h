@@ -4,7 +4,7 @@
 // channel c, over the n = N * S values of that channel. The same functions, with the same
 // signatures, live in syncbn::cuda.
 //
-// Forward, training (DESIGN.md section 3):
+// Forward, training (docs/DESIGN.md §3):
 //   batch_norm_stats     -> local shifted sums [s1(C), s2(C)]   (the caller appends n_r, and a
 //                           synchronised BN allreduces the packed [s1, s2, n] here)
 //   batch_norm_finalize  -> mean, invstd, running statistics from the (group) totals

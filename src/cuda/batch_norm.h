@@ -1,6 +1,6 @@
 #pragma once
 // Batch normalisation kernels (CUDA): the functions of cpu/batch_norm.h, same names, signatures
-// and math (stated there; DESIGN.md section 3 is the contract). No CUDA types here: the ops
+// and math (stated there; docs/DESIGN.md §3 is the contract). No CUDA types here: the ops
 // (compiled by the host compiler) include this header.
 //
 // Every pointer is device memory of the current device (the packed double buffers, the saved

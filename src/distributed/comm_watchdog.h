@@ -1,7 +1,7 @@
 #pragma once
 // CommWatchdog: a thread that watches the collectives a communicator has in flight and reports
 // the first one that does not complete within the timeout, or an error of the backend
-// (DESIGN.md section 6: a stuck job ends with a message, not forever).
+// (docs/DESIGN.md §6: a stuck job ends with a message, not forever).
 //
 // Backend-neutral and free of CUDA types: a collective is watched through a probe that says
 // whether it has completed (for NCCL, a query of the CUDA event recorded after it), and the

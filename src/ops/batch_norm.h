@@ -1,7 +1,7 @@
 #pragma once
 // Batch normalisation ops: shape and device checks around the kernels of cpu/batch_norm.h
 // (and cuda/batch_norm.h when built), chosen by the tensors' device. The formulas are stated
-// there; DESIGN.md section 3 is the contract.
+// there; docs/DESIGN.md §3 is the contract.
 //
 // The packed statistics buffers are raw doubles in the device memory of x (Tensor is float32):
 //   forward:  [s1(C), s2(C), n]      2C+1 values, what a synchronised BN allreduces

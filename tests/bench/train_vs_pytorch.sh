@@ -27,8 +27,8 @@ if [[ -z $python ]]; then
     if "$candidate" -c "import torch" 2>/dev/null; then python=$candidate; break; fi
   done
 fi
-[[ -n $python ]] || { echo "PyTorch missing: launch/install-deps.sh --with-torch" >&2; exit 1; }
-[[ -x $build/syncbn-train ]] || "$root/launch/build.sh"
+[[ -n $python ]] || { echo "PyTorch missing: cmake/install-deps.sh --with-torch" >&2; exit 1; }
+[[ -x $build/syncbn-train ]] || "$root/cmake/build.sh"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

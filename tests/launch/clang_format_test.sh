@@ -4,7 +4,7 @@
 # that are not, with their first lines that differ.
 set -uo pipefail
 root=${SYNCBN_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-command -v clang-format >/dev/null || { echo "skip: clang-format not installed (launch/install-deps.sh --with-test-tools)"; exit 77; }
+command -v clang-format >/dev/null || { echo "skip: clang-format not installed (cmake/install-deps.sh --with-test-tools)"; exit 77; }
 cd "$root" || exit 1
 mapfile -t sources < <(find src include tests examples -type f \
   \( -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' \) | sort)

@@ -1,6 +1,6 @@
 // DataParallel under mpirun with P = 1..4 ranks: k SGD steps on P ranks of b samples (SyncBN,
 // gradients averaged in buckets) equal k steps of one process on the P*b concatenated samples
-// (local BN) - DESIGN.md section 4 - plus gradient accumulation and the model-signature check.
+// (local BN) - docs/DESIGN.md §4 - plus gradient accumulation and the model-signature check.
 #include "syncbn/distributed/data_parallel.h"
 
 #include <gtest/gtest.h>

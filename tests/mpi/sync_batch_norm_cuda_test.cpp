@@ -14,7 +14,7 @@ namespace {
 using testing::check_against_concatenated_batch;
 using testing::uneven_sizes;
 
-// Rank r uses GPU r % count, as syncbn-train places ranks (DESIGN.md section 5).
+// Rank r uses GPU r % count, as syncbn-train places ranks (docs/DESIGN.md §5).
 Device rank_device(const dist::Communicator& comm) {
   const Device device = Device::cuda(comm.local_rank() % cuda_device_count());
   set_current_device(device);

@@ -1,5 +1,5 @@
 // SyncBatchNorm under mpirun with P = 1..4 ranks against single-process BatchNorm on the
-// concatenated batch (DESIGN.md section 3): outputs, running statistics, dx and the summed
+// concatenated batch (docs/DESIGN.md §3): outputs, running statistics, dx and the summed
 // parameter gradients within 1e-5 relative, with uneven local batches (5, 3, 0, 8), in groups of
 // two, with mean 1e4, and with one collective per layer and direction.
 #include "syncbn/nn/sync_batch_norm.h"

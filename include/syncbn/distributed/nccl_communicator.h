@@ -30,7 +30,7 @@
 //   a negative color gives nullptr.
 // - One thread calls a communicator's collectives (as with MPI_THREAD_FUNNELED).
 //
-// Failure behaviour (DESIGN.md section 6): the communicator is non-blocking (NCCL's
+// Failure behaviour (docs/DESIGN.md §6): the communicator is non-blocking (NCCL's
 // blocking = 0), so that every call can be abandoned. A watchdog thread watches every collective
 // from the moment it is issued; one that has not completed after SYNCBN_COMM_TIMEOUT seconds
 // (default 300; 0 = never), or an asynchronous NCCL error (ncclCommGetAsyncError, polled), aborts

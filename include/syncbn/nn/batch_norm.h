@@ -1,6 +1,6 @@
 #pragma once
 // BatchNorm1d / BatchNorm2d with PyTorch semantics and state_dict names, and the shared
-// implementation (BatchNorm) that SyncBatchNorm derives from (DESIGN.md section 3).
+// implementation (BatchNorm) that SyncBatchNorm derives from (docs/DESIGN.md §3).
 //
 // Training: per-channel batch statistics over the n = N * prod(spatial) values of a channel,
 //   mean = K + S1/n, var = S2/n - (S1/n)^2 (biased), invstd = 1/sqrt(var + eps),

@@ -1,6 +1,6 @@
 #pragma once
 // SyncBatchNorm: batch norm whose statistics are those of the whole sync group (the world, or
-// a group made by Communicator::split), DESIGN.md section 3.
+// a group made by Communicator::split), docs/DESIGN.md §3.
 //
 // Forward (training): the local shifted sums [s1(C), s2(C), n_r] are allreduced in ONE
 // collective of 2C+1 doubles; mean, var and invstd then come from the group totals, so P ranks

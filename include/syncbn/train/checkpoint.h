@@ -1,6 +1,6 @@
 #pragma once
 // Checkpoints: a model's state_dict as safetensors (syncbn/train/safetensors.h), with integrity
-// metadata (DESIGN.md section 6) so that a corrupt or mismatched file is a clear error on load.
+// metadata (docs/DESIGN.md §6) so that a corrupt or mismatched file is a clear error on load.
 #include <map>
 #include <string>
 

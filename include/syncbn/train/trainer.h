@@ -61,7 +61,7 @@ struct TrainResult {
   int64_t steps = 0;
 };
 
-// The device this rank trains on: for CUDA, GPU local_rank % visible devices (DESIGN.md 5).
+// The device this rank trains on: for CUDA, GPU local_rank % visible devices (docs/DESIGN.md §5).
 Device resolve_device(const std::string& name, int local_rank);
 
 // Runs the whole training on this rank of `world` (a world of one without mpirun).

@@ -7,6 +7,6 @@ build=${SYNCBN_BUILD_DIR:-$root/build}
 
 # SYNCBN_DEPS_FLAGS: extra flags for install-deps.sh (tests/run.sh adds --with-test-tools).
 read -r -a deps_flags <<<"${SYNCBN_DEPS_FLAGS:-}"
-"$root/launch/install-deps.sh" "${deps_flags[@]}"
+"$root/cmake/install-deps.sh" "${deps_flags[@]}"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
 cmake --build "$build" -j "$(nproc)"

@@ -2,9 +2,9 @@
 # Installs what syncbn needs to build, test and train, on Debian/Ubuntu. As root it runs
 # apt-get; otherwise it prints the exact command to run. Used by the README's commands, CI and
 # the Docker images, so every place installs the same set.
-#   launch/install-deps.sh                 build + run dependencies
-#   launch/install-deps.sh --with-torch    also PyTorch (CPU) for the comparison benchmarks
-#   launch/install-deps.sh --with-test-tools   also shellcheck, clang-format and docker-compose
+#   cmake/install-deps.sh                  build + run dependencies
+#   cmake/install-deps.sh --with-torch     also PyTorch (CPU) for the comparison benchmarks
+#   cmake/install-deps.sh --with-test-tools    also shellcheck, clang-format and docker-compose
 #                                          (the tests lint the scripts, check the C++ formatting
 #                                          and validate docker/compose.yml)
 set -euo pipefail
