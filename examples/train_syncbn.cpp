@@ -42,11 +42,8 @@ int main(int argc, char** argv) {
     SYNCBN_CHECK(steps >= 10, "steps must be at least 10, got ", steps);
 
     // A learnable synthetic dataset, the same on every rank: 4 classes of noisy 8x8 images.
-    data::SyntheticOptions synthetic;
-    synthetic.samples = 4096;
-    synthetic.height = synthetic.width = 8;
-    synthetic.classes = 4;
-    synthetic.noise_std = 4.0f;
+    const auto synthetic =
+        data::SyntheticOptions().samples(4096).height(8).width(8).classes(4).noise_std(4.0f);
     const data::Dataset train = data::make_synthetic(synthetic, /*train=*/true);
 
     // The model is built as for one process, with ordinary BatchNorm...
@@ -65,10 +62,7 @@ int main(int argc, char** argv) {
     dist::DataParallel ddp(model, world);
     if (leader) std::printf("%s\n", model->str().c_str());
 
-    optim::SgdOptions sgd;
-    sgd.lr = lr;
-    sgd.momentum = 0.9;
-    optim::Sgd optimizer(model->parameters(), sgd);
+    optim::Sgd optimizer(model->parameters(), optim::SgdOptions().lr(lr).momentum(0.9));
     nn::CrossEntropyLoss criterion;
 
     // Each step's global batch is 32 samples per rank; rank r reads the r-th slice of it.

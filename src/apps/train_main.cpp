@@ -9,10 +9,10 @@
 #include <iostream>
 #include <sstream>
 
-#include "syncbn/threads.h"
 #include "syncbn/distributed/communicator.h"
 #include "syncbn/distributed/runtime.h"
 #include "syncbn/error.h"
+#include "syncbn/threads.h"
 #include "syncbn/train/trainer.h"
 #include "util/format.h"
 
