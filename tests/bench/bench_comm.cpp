@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "bench_flags.h"
 #include "syncbn/distributed/communicator.h"
 #include "syncbn/distributed/data_parallel.h"
 #include "syncbn/distributed/runtime.h"
@@ -175,16 +176,7 @@ int main(int argc, char** argv) {
         "gradient bucket size in KiB (0 = DataParallel's 1 MiB first, then 25 MiB)")(
         "threads", po::value(&threads)->default_value(threads), "CPU threads per rank");
     po::variables_map vm;
-    try {
-      po::store(po::parse_command_line(argc, argv, options), vm);
-      po::notify(vm);
-    } catch (const po::error& e) {
-      SYNCBN_FAIL(e.what());
-    }
-    if (vm.count("help")) {
-      if (world->rank() == 0) std::cout << options << "\n";
-      return 0;
-    }
+    if (!bench::parse_flags(argc, argv, options, world->rank() == 0, vm)) return 0;
     SYNCBN_CHECK(batch > 0 && steps > 0 && threads > 0,
                  "batch-size, steps and threads must be positive");
     set_num_threads(threads);

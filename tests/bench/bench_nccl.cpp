@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_flags.h"
 #include "syncbn/device.h"
 #include "syncbn/distributed/communicator.h"
 #include "syncbn/distributed/nccl_communicator.h"
@@ -319,16 +320,7 @@ int main(int argc, char** argv) {
         "device", po::value(&device)->default_value(device),
         "GPU of this rank; -1: local rank % visible GPUs");
     po::variables_map vm;
-    try {
-      po::store(po::parse_command_line(argc, argv, options), vm);
-      po::notify(vm);
-    } catch (const po::error& e) {
-      SYNCBN_FAIL(e.what());
-    }
-    if (vm.count("help")) {
-      if (world->rank() == 0) std::cout << options << "\n";
-      return 0;
-    }
+    if (!bench::parse_flags(argc, argv, options, world->rank() == 0, vm)) return 0;
     settings.type = parse_type(dtype);
     settings.min_bytes = parse_bytes(min_bytes);
     settings.max_bytes = parse_bytes(max_bytes);
