@@ -1,13 +1,6 @@
-#include "syncbn/distributed/cuda_aware.h"
-
-// Only MPI's C API: the deprecated C++ bindings would need libmpi_cxx at link time.
-#ifndef OMPI_SKIP_MPICXX
-#define OMPI_SKIP_MPICXX 1
-#endif
-#ifndef MPICH_SKIP_MPICXX
-#define MPICH_SKIP_MPICXX 1
-#endif
 #include <mpi.h>
+
+#include "syncbn/distributed/cuda_aware.h"
 // Open MPI's extensions; MPIX_CUDA_AWARE_SUPPORT is 1 when Open MPI was built with CUDA (0 in
 // Debian's and Ubuntu's packages). Other MPI libraries have no such header.
 #if __has_include(<mpi-ext.h>)

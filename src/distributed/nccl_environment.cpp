@@ -3,6 +3,7 @@
 #include "distributed/nccl_environment.h"
 
 #include <cuda_runtime.h>
+#include <mpi.h>
 #include <nccl.h>
 #include <unistd.h>
 
@@ -11,15 +12,6 @@
 #include <fstream>
 #include <string>
 #include <vector>
-
-// Only MPI's C API: the deprecated C++ bindings would need libmpi_cxx at link time.
-#ifndef OMPI_SKIP_MPICXX
-#define OMPI_SKIP_MPICXX 1
-#endif
-#ifndef MPICH_SKIP_MPICXX
-#define MPICH_SKIP_MPICXX 1
-#endif
-#include <mpi.h>
 
 #include "cuda/check.h"
 #include "distributed/nccl_check.h"
