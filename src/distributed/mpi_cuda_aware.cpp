@@ -1,6 +1,7 @@
 #include <mpi.h>
 
 #include "syncbn/distributed/cuda_aware.h"
+
 // Open MPI's extensions; MPIX_CUDA_AWARE_SUPPORT is 1 when Open MPI was built with CUDA (0 in
 // Debian's and Ubuntu's packages). Other MPI libraries have no such header.
 #if __has_include(<mpi-ext.h>)
