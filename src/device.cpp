@@ -29,6 +29,7 @@ Device parse_device(const std::string& text) {
 
 bool cuda_compiled() { return cuda::compiled(); }
 int cuda_device_count() { return cuda::device_count(); }
+std::string cuda_unavailable_reason() { return cuda::unavailable_reason(); }
 
 void set_current_device(Device device) {
   if (device.is_cuda()) cuda::set_device(device.index);

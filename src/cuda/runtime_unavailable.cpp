@@ -14,6 +14,10 @@ namespace {
 
 bool compiled() { return false; }
 int device_count() { return 0; }
+std::string unavailable_reason() {
+  return "this syncbn build has no CUDA backend (configured with SYNCBN_CUDA=OFF or without a CUDA "
+         "toolkit)";
+}
 void set_device(int) { unavailable(); }
 void* allocate(int, std::size_t) { unavailable(); }
 void release(int, void*) noexcept {}
