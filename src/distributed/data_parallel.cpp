@@ -58,7 +58,10 @@ void DataParallel::build_buckets() {
   if (groups.back().empty()) groups.pop_back();
 
   std::map<const nn::Parameter*, std::string> names;
-  for (const auto& [name, param] : model_->named_parameters()) names.emplace(param.get(), name);
+  for (const auto& [name, param] : model_->named_parameters()) {
+    auto [it, first] = names.emplace(param.get(), name);
+    if (!first) it->second += " (also " + name + ")";  // one parameter under several names
+  }
 
   buckets_.resize(groups.size());
   for (std::size_t b = 0; b < groups.size(); ++b) {

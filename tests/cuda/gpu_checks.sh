@@ -74,7 +74,7 @@ gpu_unit_tests() {
   grep -q "tests passed" "$out" || { echo "ctest ran no test"; return 1; }
   return "$status"
 }
-check "GPU unit tests (ctest -R cuda)" gpu_unit_tests
+check "GPU tests (ctest -R cuda: kernels, modules, NCCL; MPI tests over NCCL and the MPI backend at -np 1..4; 2-rank syncbn-train on the GPU)" gpu_unit_tests
 
 for np in 2 4; do
   check "SyncBN on the GPU, $np ranks sharing it, MPI backend" \
