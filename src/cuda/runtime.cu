@@ -145,14 +145,14 @@ void* allocate(int device, std::size_t bytes) { return allocator().allocate(devi
 
 void release(int, void* ptr) noexcept { allocator().release(ptr); }
 
-void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, std::size_t bytes) {
+void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, std::size_t bytes,
+          bool wait) {
   const cudaMemcpyKind kind =
       dst_on_device ? (src_on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
                     : (src_on_device ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
-  // On the compute stream, so the copy sees every kernel queued before it; synchronous for the
-  // caller, since host memory may be read or freed right after.
+  // On the compute stream, so the copy sees every kernel queued before it.
   SYNCBN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream()));
-  synchronize();
+  if (wait) synchronize();
 }
 
 void set_zero(int device, void* ptr, std::size_t bytes) {

@@ -13,12 +13,15 @@ bool compiled();
 int device_count();
 // Why device_count() is 0, in words ("no NVIDIA driver is installed"); empty when it is not.
 std::string unavailable_reason();
-// Makes `device` current for this thread (defined in context.cu).
+// Makes `device` current for this thread, and reads it (defined in context.cu).
 void set_device(int device);
+int current_device();
 void* allocate(int device, std::size_t bytes);
 void release(int device, void* ptr) noexcept;
-// Copies between host and device memory; the flags say which side is device memory.
-void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, std::size_t bytes);
+// Copies between host and device memory on the compute stream; the flags say which side is
+// device memory. With `wait` it returns once the copy is done; without, it stays queued.
+void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, std::size_t bytes,
+          bool wait);
 void set_zero(int device, void* ptr, std::size_t bytes);
 
 }  // namespace syncbn::cuda

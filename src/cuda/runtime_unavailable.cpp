@@ -19,9 +19,10 @@ std::string unavailable_reason() {
          "toolkit)";
 }
 void set_device(int) { unavailable(); }
+int current_device() { unavailable(); }
 void* allocate(int, std::size_t) { unavailable(); }
 void release(int, void*) noexcept {}
-void copy(void*, bool, const void*, bool, std::size_t) { unavailable(); }
+void copy(void*, bool, const void*, bool, std::size_t, bool) { unavailable(); }
 void set_zero(int, void*, std::size_t) { unavailable(); }
 
 }  // namespace syncbn::cuda
