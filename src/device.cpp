@@ -29,6 +29,7 @@ Device parse_device(const std::string& text) {
 
 bool cuda_compiled() { return cuda::compiled(); }
 int cuda_device_count() { return cuda::device_count(); }
+std::string cuda_unavailable_reason() { return cuda::unavailable_reason(); }
 
 void set_current_device(Device device) {
   if (device.is_cuda()) cuda::set_device(device.index);
@@ -118,7 +119,13 @@ void device_copy(void* dst, Device dst_device, const void* src, Device src_devic
   if (dst_device.is_cpu() && src_device.is_cpu()) {
     std::memcpy(dst, src, bytes);
   } else {
-    cuda::copy(dst, dst_device.is_cuda(), src, src_device.is_cuda(), bytes);
+    // Host memory may be read or freed right after, and another GPU has another stream: wait
+    // then. A copy within the current GPU stays queued on its compute stream, which orders it
+    // before everything that reads it (evaluation's per-layer copy of the running mean would
+    // otherwise drain the GPU once per layer).
+    const bool within_current_gpu = dst_device == src_device && dst_device.is_cuda() &&
+                                    dst_device.index == cuda::current_device();
+    cuda::copy(dst, dst_device.is_cuda(), src, src_device.is_cuda(), bytes, !within_current_gpu);
   }
 }
 

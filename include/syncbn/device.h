@@ -24,8 +24,11 @@ Device parse_device(const std::string& text);
 
 // True when this build has the CUDA backend compiled in.
 bool cuda_compiled();
-// Number of visible CUDA devices; 0 without a driver, a device, or the CUDA backend.
+// Number of visible CUDA devices; 0 without the CUDA backend, an NVIDIA driver or a device.
+// Throws syncbn::Error when CUDA is there but broken (e.g. a driver too old for the runtime).
 int cuda_device_count();
+// Why cuda_device_count() is 0, in words; empty when a device is visible.
+std::string cuda_unavailable_reason();
 
 // Makes `device` the current CUDA device of this thread (no-op for the CPU). Every rank calls it
 // once at start with its own GPU (local rank % visible devices, docs/DESIGN.md §5).

@@ -37,11 +37,11 @@ ElemtCoefficients forward_coefficients(const float* mean, const float* invstd, c
 // dx = gamma invstd dy - gamma invstd^2 (sum_dy_xhat/n) (x - mean) - gamma invstd (sum_dy/n),
 // which is gamma * invstd / n * (n * dy - sum_dy - xhat * sum_dy_xhat) expanded per channel.
 ElemtCoefficients backward_coefficients(const float* mean, const float* invstd, const float* weight,
-                                        const double* sums, double count, int64_t channels,
-                                        int64_t c) {
+                                        const double* sums, int64_t channels, int64_t c) {
   const double gamma = weight ? weight[c] : 1.0;
   const double r = invstd[c];
   if (!sums) return {mean[c], static_cast<float>(gamma * r), 0.0f, 0.0f};
+  const double count = sums[2 * channels];
   const double mean_dy = sums[c] / count;
   const double mean_dy_xhat = sums[channels + c] / count;
   return {mean[c], static_cast<float>(gamma * r), static_cast<float>(-gamma * r * r * mean_dy_xhat),
@@ -161,6 +161,7 @@ void batch_norm_stats(const float* x, const float* shift, const BatchNormShape& 
         stats[c] = s1;
         stats[channels + c] = s2;
       });
+  stats[2 * channels] = static_cast<double>(shape.count());
 }
 
 void batch_norm_finalize(const double* packed, const float* shift, int64_t channels, double eps,
@@ -223,10 +224,10 @@ void batch_norm_backward_reduce(const float* dy, const float* x, const float* me
 
 void batch_norm_backward_elemt(const float* dy, const float* x, const float* mean,
                                const float* invstd, const float* weight, const double* sums,
-                               double count, const BatchNormShape& shape, float* dx) {
+                               const BatchNormShape& shape, float* dx) {
   const int64_t channels = shape.channels;
   apply_elemt(x, dy, shape, dx, [&](int64_t c) {
-    return backward_coefficients(mean, invstd, weight, sums, count, channels, c);
+    return backward_coefficients(mean, invstd, weight, sums, channels, c);
   });
 }
 

@@ -5,13 +5,14 @@
 // signatures, live in syncbn::cuda.
 //
 // Forward, training (docs/DESIGN.md §3):
-//   batch_norm_stats     -> local shifted sums [s1(C), s2(C)]   (the caller appends n_r, and a
-//                           synchronised BN allreduces the packed [s1, s2, n] here)
+//   batch_norm_stats     -> local shifted sums and count [s1(C), s2(C), n_r]   (a synchronised
+//                           BN allreduces this packed buffer)
 //   batch_norm_finalize  -> mean, invstd, running statistics from the (group) totals
 //   batch_norm_elemt     -> y
 // Backward:
 //   batch_norm_backward_reduce -> local [sum_dy(C), sum_dy_xhat(C)], dgamma, dbeta
-//   batch_norm_backward_elemt  -> dx from the (group) sums and the total n
+//   batch_norm_backward_elemt  -> dx from the (group) sums and the total n, which the forward
+//                                 left in the same buffer: [sum_dy(C), sum_dy_xhat(C), n]
 #include <cstdint>
 
 #include "cpu/norm_shape.h"
@@ -21,6 +22,7 @@ namespace syncbn::cpu {
 // With a shift K_c shared by every rank (nullptr: K = 0), in double:
 //   stats[c]     = s1_c = sum over the channel of (x - K_c)
 //   stats[C + c] = s2_c = sum over the channel of (x - K_c)^2
+//   stats[2C]    = n_r  = N * S, the count, written here so that it never crosses from the host
 // Shifting by a value near the mean keeps the digits of the variance that plain sums of x and
 // x^2 lose when |mean| >> std.
 void batch_norm_stats(const float* x, const float* shift, const BatchNormShape& shape,
@@ -54,11 +56,12 @@ void batch_norm_backward_reduce(const float* dy, const float* x, const float* me
                                 const float* invstd, const BatchNormShape& shape, double* sums,
                                 float* grad_weight, float* grad_bias);
 
-// dx = gamma * invstd / n * (n * dy - sum_dy - xhat * sum_dy_xhat), with the sums and n over the
-// whole sync group. sums == null means the statistics were constants (evaluation with running
-// statistics): dx = gamma * invstd * dy. weight may be null (gamma = 1).
+// dx = gamma * invstd / n * (n * dy - sum_dy - xhat * sum_dy_xhat), with
+// sums = [sum_dy(C), sum_dy_xhat(C), n] over the whole sync group (n > 0). sums == null means
+// the statistics were constants (evaluation with running statistics): dx = gamma * invstd * dy.
+// weight may be null (gamma = 1).
 void batch_norm_backward_elemt(const float* dy, const float* x, const float* mean,
                                const float* invstd, const float* weight, const double* sums,
-                               double count, const BatchNormShape& shape, float* dx);
+                               const BatchNormShape& shape, float* dx);
 
 }  // namespace syncbn::cpu

@@ -137,14 +137,15 @@ __global__ void forward_coefficients_kernel(const float* __restrict__ mean,
 __global__ void backward_coefficients_kernel(const float* __restrict__ mean,
                                              const float* __restrict__ invstd,
                                              const float* __restrict__ weight,
-                                             const double* __restrict__ sums, double count,
-                                             int64_t channels, float* __restrict__ coef) {
+                                             const double* __restrict__ sums, int64_t channels,
+                                             float* __restrict__ coef) {
   for (int64_t c : grid_stride(channels)) {
     const double gamma = weight ? weight[c] : 1.0;
     const double r = invstd[c];
     coef[c] = mean[c];
     coef[channels + c] = static_cast<float>(gamma * r);
     if (sums) {
+      const double count = sums[2 * channels];  // the forward's total n, left in the buffer
       const double mean_dy = sums[c] / count;
       const double mean_dy_xhat = sums[channels + c] / count;
       coef[2 * channels + c] = static_cast<float>(-gamma * r * r * mean_dy_xhat);
@@ -155,6 +156,9 @@ __global__ void backward_coefficients_kernel(const float* __restrict__ mean,
     }
   }
 }
+
+// One thread: *at = value (the count n_r after the sums of batch_norm_stats).
+__global__ void store_kernel(double* at, double value) { *at = value; }
 
 // One thread: num_batches_tracked += 1 (queued before finalize_kernel, which reads it).
 __global__ void increment_kernel(float* counter) { counter[0] += 1.0f; }
@@ -203,14 +207,17 @@ __global__ void invstd_kernel(const float* __restrict__ var, int64_t channels, d
 void batch_norm_stats(const float* x, const float* shift, const cpu::BatchNormShape& shape,
                       double* stats) {
   const int64_t channels = shape.channels;
-  if (channels == 0) return;
+  const double count = static_cast<double>(shape.count());
   if (shape.count() == 0) {
-    SYNCBN_CUDA_CHECK(cudaMemsetAsync(stats, 0, sizeof(double) * 2 * channels, stream()));
+    SYNCBN_CUDA_CHECK(cudaMemsetAsync(stats, 0, sizeof(double) * (2 * channels + 1), stream()));
     return;
   }
-  const int64_t first_stride = shape.channels_last ? 1 : shape.spatial;
-  const StatsOp op{x, first_stride, shift, static_cast<double>(shape.count()), stats, channels};
-  norm::reduce_per_channel(x, nullptr, shape, op);
+  if (channels > 0) {
+    const int64_t first_stride = shape.channels_last ? 1 : shape.spatial;
+    const StatsOp op{x, first_stride, shift, count, stats, channels};
+    norm::reduce_per_channel(x, nullptr, shape, op);
+  }
+  launch(store_kernel, dim3(1), dim3(1), stats + 2 * channels, count);
 }
 
 void batch_norm_finalize(const double* packed, const float* shift, int64_t channels, double eps,
@@ -257,12 +264,12 @@ void batch_norm_backward_reduce(const float* dy, const float* x, const float* me
 
 void batch_norm_backward_elemt(const float* dy, const float* x, const float* mean,
                                const float* invstd, const float* weight, const double* sums,
-                               double count, const cpu::BatchNormShape& shape, float* dx) {
+                               const cpu::BatchNormShape& shape, float* dx) {
   if (shape.numel() == 0) return;
   const int64_t channels = shape.channels;
   Scratch coef(sizeof(float) * 4 * channels);
   launch(backward_coefficients_kernel, dim3(blocks_for(channels)), dim3(kThreads), mean, invstd,
-         weight, sums, count, channels, coef.as<float>());
+         weight, sums, channels, coef.as<float>());
   norm::launch_affine<true>(x, dy, dx, shape, ChannelCoef{coef.as<float>(), channels});
 }
 

@@ -4,22 +4,24 @@
 // (compiled by the host compiler) include this header.
 //
 // Every pointer is device memory of the current device (the packed double buffers, the saved
-// mean/invstd, the running statistics and num_batches_tracked included); scalars (counts, eps,
-// momentum) are host values. The kernels are queued on syncbn::cuda::stream() and return
-// without waiting. Reductions are deterministic: the same inputs give the same bits on every
-// run (fp32 sums over groups of at most 16 values, double beyond; no atomics).
+// mean/invstd, the running statistics and num_batches_tracked included); scalars (eps,
+// momentum) are host values, and counts stay in the packed buffers on the device. The kernels are
+// queued on syncbn::cuda::stream() and return without waiting. Reductions are deterministic: the
+// same inputs give the same bits on every run (fp32 sums over groups of at most 16 values, double
+// beyond; no atomics).
 #include <cstdint>
 
 #include "cpu/norm_shape.h"
 
 namespace syncbn::cuda {
 
-// stats[c] = sum(x - K_c), stats[C + c] = sum((x - K_c)^2), K = shift (nullptr: K = 0).
+// stats[c] = sum(x - K_c), stats[C + c] = sum((x - K_c)^2), K = shift (nullptr: K = 0), and
+// stats[2C] = n_r (written by a one-thread kernel: no host-to-device copy, no wait).
 // Internally each channel is summed relative to its first value L_c (so fp32 keeps the digits of
 // the variance whatever K is) and moved to K in double:
 //   sum(x - K) = sum(x - L) + n (L - K),
 //   sum((x - K)^2) = sum((x - L)^2) + 2 (L - K) sum(x - L) + n (L - K)^2.
-// An empty batch (N * S == 0) writes zeros.
+// An empty batch (N * S == 0) writes zeros (n_r = 0 included).
 void batch_norm_stats(const float* x, const float* shift, const cpu::BatchNormShape& shape,
                       double* stats);
 
@@ -42,10 +44,11 @@ void batch_norm_backward_reduce(const float* dy, const float* x, const float* me
                                 const float* invstd, const cpu::BatchNormShape& shape, double* sums,
                                 float* grad_weight, float* grad_bias);
 
-// dx = gamma * invstd / n * (n * dy - sum_dy - xhat * sum_dy_xhat); sums == null:
-// dx = gamma * invstd * dy. count (n) is a host value.
+// dx = gamma * invstd / n * (n * dy - sum_dy - xhat * sum_dy_xhat) with
+// sums = [sum_dy(C), sum_dy_xhat(C), n], n read on the device; sums == null:
+// dx = gamma * invstd * dy.
 void batch_norm_backward_elemt(const float* dy, const float* x, const float* mean,
                                const float* invstd, const float* weight, const double* sums,
-                               double count, const cpu::BatchNormShape& shape, float* dx);
+                               const cpu::BatchNormShape& shape, float* dx);
 
 }  // namespace syncbn::cuda

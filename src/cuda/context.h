@@ -12,7 +12,6 @@
 
 namespace syncbn::cuda {
 
-int current_device();
 // The compute stream of the current device (created on first use).
 cudaStream_t stream();
 cublasHandle_t cublas();

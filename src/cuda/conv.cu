@@ -9,16 +9,24 @@
 // cores, and only the GEMM-based algorithms are taken (implicit / precomputed-implicit / explicit
 // GEMM and direct forward; ALGO_0, ALGO_1 backward data; ALGO_0, ALGO_1, ALGO_3 backward filter).
 // Winograd and FFT are left out: their fp32 error (about 1e-5 to 1e-4 relative) would break the
-// 1e-5 agreement with the CPU path. Among those, cuDNN's heuristic order (cudnnGet..._v7) picks
-// the first deterministic one whose workspace is at most kMaxWorkspaceBytes, else the first
-// non-deterministic one, else a fixed fallback that always runs.
+// 1e-5 agreement with the CPU path. Among those, in cuDNN's heuristic order (cudnnGet..._v7)
+// followed by a fixed fallback list, the first that cuDNN can run is taken, trying in turn:
+//   1. deterministic, workspace at most kMaxWorkspaceBytes;
+//   2. deterministic, any workspace (the same bits on every run matter more than memory, and the
+//      workspace is sized from the algorithm chosen here, so a larger one is simply allocated);
+//   3. non-deterministic (atomics), first within kMaxWorkspaceBytes, then any workspace. This only
+//      happens when no deterministic algorithm can run the shape at all, and is said once per
+//      process on stderr, naming the direction and the shape.
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <cstdio>
 #include <initializer_list>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "cuda/check.h"
 #include "cuda/context.h"
@@ -29,7 +37,8 @@ namespace syncbn::cuda {
 
 namespace {
 
-// Each layer keeps its own workspace, so the cap bounds the memory of a deep network.
+// Each layer keeps its own workspace, so preferring algorithms within the cap bounds the memory
+// of a deep network; it gives way to determinism (see the policy above).
 constexpr std::size_t kMaxWorkspaceBytes = std::size_t{64} << 20;
 
 // RAII holders for the descriptors.
@@ -99,31 +108,63 @@ bool workspace_of(const ConvPlan& plan, cudnnConvolutionBwdFilterAlgo_t algo, st
                                                         algo, bytes) == CUDNN_STATUS_SUCCESS;
 }
 
+// An algorithm to try, and whether it gives the same bits on every run.
+template <class Algo>
+struct Candidate {
+  Algo algo;
+  bool deterministic;
+};
+
+// Training still works on a non-deterministic algorithm, but two runs with the same seed can then
+// differ; the user is told once, not once per layer or shape, so the log stays readable.
+void warn_nondeterministic(const char* direction, const cpu::Conv2dShape& s, int algo) {
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    std::fprintf(stderr,
+                 "warning: Conv2d on CUDA: cuDNN has no deterministic GEMM-based %s algorithm for "
+                 "input (%lld, %lld, %lld, %lld), weight (%lld, %lld, %lld, %lld), stride %lld, "
+                 "padding %lld; using the non-deterministic algorithm %d, so results can differ "
+                 "between runs (said once per process)\n",
+                 direction, static_cast<long long>(s.batch), static_cast<long long>(s.in_channels),
+                 static_cast<long long>(s.height), static_cast<long long>(s.width),
+                 static_cast<long long>(s.out_channels), static_cast<long long>(s.in_channels),
+                 static_cast<long long>(s.kernel), static_cast<long long>(s.kernel),
+                 static_cast<long long>(s.stride), static_cast<long long>(s.padding), algo);
+    std::fflush(stderr);
+  });
+}
+
 // The policy of the file comment, over cuDNN's ranked candidates `perf` and then `fallbacks`.
+// *bytes is the chosen algorithm's own workspace, which conv2d_workspace_size() reports.
 template <class Perf, class Algo, std::size_t kFallbacks>
-Algo choose(const char* direction, const ConvPlan& plan, const Perf* perf, int count,
-            const std::array<Algo, kFallbacks>& fallbacks, std::size_t* bytes) {
-  for (const bool need_deterministic : {true, false}) {
-    for (int i = 0; i < count; ++i) {
-      const Perf& candidate = perf[i];
-      if (candidate.status != CUDNN_STATUS_SUCCESS || !gemm_based(candidate.algo)) continue;
-      if (candidate.mathType == CUDNN_TENSOR_OP_MATH ||
-          candidate.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) {
-        continue;
-      }
-      if (need_deterministic && candidate.determinism != CUDNN_DETERMINISTIC) continue;
-      std::size_t need = 0;
-      if (workspace_of(plan, candidate.algo, &need) && need <= kMaxWorkspaceBytes) {
+Algo choose(const char* direction, const cpu::Conv2dShape& shape, const ConvPlan& plan,
+            const Perf* perf, int count, const std::array<Candidate<Algo>, kFallbacks>& fallbacks,
+            std::size_t* bytes) {
+  std::vector<Candidate<Algo>> candidates;
+  for (int i = 0; i < count; ++i) {
+    const Perf& candidate = perf[i];
+    if (candidate.status != CUDNN_STATUS_SUCCESS || !gemm_based(candidate.algo)) continue;
+    if (candidate.mathType == CUDNN_TENSOR_OP_MATH ||
+        candidate.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) {
+      continue;
+    }
+    candidates.push_back({candidate.algo, candidate.determinism == CUDNN_DETERMINISTIC});
+  }
+  candidates.insert(candidates.end(), fallbacks.begin(), fallbacks.end());
+  for (const bool deterministic : {true, false}) {
+    for (const std::size_t cap : {kMaxWorkspaceBytes, std::numeric_limits<std::size_t>::max()}) {
+      for (const Candidate<Algo>& candidate : candidates) {
+        std::size_t need = 0;
+        if (candidate.deterministic != deterministic ||
+            !workspace_of(plan, candidate.algo, &need) || need > cap) {
+          continue;
+        }
+        if (!deterministic) {
+          warn_nondeterministic(direction, shape, static_cast<int>(candidate.algo));
+        }
         *bytes = need;
         return candidate.algo;
       }
-    }
-  }
-  for (const Algo algo : fallbacks) {
-    std::size_t need = 0;
-    if (workspace_of(plan, algo, &need)) {
-      *bytes = need;
-      return algo;
     }
   }
   SYNCBN_FAIL("Conv2d: cuDNN has no GEMM-based ", direction, " algorithm for this shape");
@@ -178,10 +219,12 @@ std::unique_ptr<ConvPlan> make_plan(const cpu::Conv2dShape& s) {
     SYNCBN_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
         handle, plan->x.handle, plan->weight.handle, plan->convolution.handle, plan->y.handle,
         static_cast<int>(perf.size()), &count, perf.data()));
-    const std::array<cudnnConvolutionFwdAlgo_t, 2> fallbacks{
-        CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM};
+    // Every forward algorithm is deterministic (cuDNN's documentation).
+    const std::array<Candidate<cudnnConvolutionFwdAlgo_t>, 2> fallbacks{
+        {{CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, true},
+         {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, true}}};
     plan->forward_algo =
-        choose("forward", *plan, perf.data(), count, fallbacks, &plan->forward_bytes);
+        choose("forward", s, *plan, perf.data(), count, fallbacks, &plan->forward_bytes);
   }
   {
     std::array<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT> perf{};
@@ -189,10 +232,11 @@ std::unique_ptr<ConvPlan> make_plan(const cpu::Conv2dShape& s) {
     SYNCBN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
         handle, plan->weight.handle, plan->y.handle, plan->convolution.handle, plan->x.handle,
         static_cast<int>(perf.size()), &count, perf.data()));
-    const std::array<cudnnConvolutionBwdDataAlgo_t, 2> fallbacks{CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
-                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_0};
-    plan->backward_data_algo =
-        choose("backward-data", *plan, perf.data(), count, fallbacks, &plan->backward_data_bytes);
+    // ALGO_0 sums with atomics, so it is not deterministic; ALGO_1 is (cuDNN's documentation).
+    const std::array<Candidate<cudnnConvolutionBwdDataAlgo_t>, 2> fallbacks{
+        {{CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, true}, {CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, false}}};
+    plan->backward_data_algo = choose("backward-data", s, *plan, perf.data(), count, fallbacks,
+                                      &plan->backward_data_bytes);
   }
   {
     std::array<cudnnConvolutionBwdFilterAlgoPerf_t, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT> perf{};
@@ -200,9 +244,11 @@ std::unique_ptr<ConvPlan> make_plan(const cpu::Conv2dShape& s) {
     SYNCBN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
         handle, plan->x.handle, plan->y.handle, plan->convolution.handle, plan->weight.handle,
         static_cast<int>(perf.size()), &count, perf.data()));
-    const std::array<cudnnConvolutionBwdFilterAlgo_t, 2> fallbacks{
-        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0};
-    plan->backward_filter_algo = choose("backward-filter", *plan, perf.data(), count, fallbacks,
+    // ALGO_0 sums with atomics, so it is not deterministic; ALGO_1 is (cuDNN's documentation).
+    const std::array<Candidate<cudnnConvolutionBwdFilterAlgo_t>, 2> fallbacks{
+        {{CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true},
+         {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, false}}};
+    plan->backward_filter_algo = choose("backward-filter", s, *plan, perf.data(), count, fallbacks,
                                         &plan->backward_filter_bytes);
   }
   return plan;

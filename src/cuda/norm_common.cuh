@@ -16,6 +16,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -25,20 +27,47 @@
 
 namespace syncbn::cuda::norm {
 
-inline int multiprocessor_count() {
-  int count = 0;
-  SYNCBN_CUDA_CHECK(
-      cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, current_device()));
-  return count;
+// The SM count and a kernel's occupancy are fixed per device (and kernel), but each query is a
+// driver call, and wave_blocks runs on every launch of a reduction (every normalisation layer,
+// every step). So each answer is asked for once and kept in a per-device slot: 0 means not yet
+// asked (both answers are at least 1). Two threads may both find a slot empty; both then ask
+// the driver and store the same answer, so plain atomics suffice and no lock is taken.
+constexpr int kMaxCachedDevices = 64;
+using PerDeviceCache = std::array<std::atomic<int>, kMaxCachedDevices>;
+
+template <class Query>
+int cached_per_device(PerDeviceCache& cache, Query query) {
+  const int device = current_device();
+  if (device < 0 || device >= kMaxCachedDevices) return query(device);
+  int value = cache[device].load(std::memory_order_relaxed);
+  if (value == 0) {
+    value = query(device);
+    cache[device].store(value, std::memory_order_relaxed);
+  }
+  return value;
 }
 
-// Blocks of `kernel` (kThreads threads) resident on the whole device at once: one wave.
-template <class Kernel>
-int64_t wave_blocks(Kernel kernel) {
-  int per_multiprocessor = 0;
-  SYNCBN_CUDA_CHECK(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, kernel, kThreads, 0));
-  return int64_t{std::max(per_multiprocessor, 1)} * multiprocessor_count();
+inline int multiprocessor_count() {
+  static PerDeviceCache counts;  // static storage: zero-initialised
+  return cached_per_device(counts, [](int device) {
+    int count = 0;
+    SYNCBN_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    return count;
+  });
+}
+
+// Blocks of kKernel (kThreads threads) resident on the whole device at once: one wave. The
+// kernel is a template argument, not a parameter, so that each kernel has its own cache: kernels
+// that differ only in kVec have the same pointer type but different shared memory and occupancy.
+template <auto kKernel>
+int64_t wave_blocks() {
+  static PerDeviceCache per_multiprocessor;  // static storage: zero-initialised
+  const int blocks = cached_per_device(per_multiprocessor, [](int) {
+    int count = 0;
+    SYNCBN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&count, kKernel, kThreads, 0));
+    return std::max(count, 1);
+  });
+  return int64_t{blocks} * multiprocessor_count();
 }
 
 // Splits per tile (a channel, or a tile of channels) for `tiles` tiles, at most max_splits: the
@@ -292,7 +321,7 @@ void reduce_per_channel(const float* x, const float* dy, const cpu::BatchNormSha
       const int64_t column_blocks = ceil_div(units, bx);
       const int64_t max_splits =
           std::clamp<int64_t>(rows / (by * kMinUnitsPerThread), 1, kMaxSplits);
-      splits = choose_splits(column_blocks, wave_blocks(reduce_columns_kernel<Op, kVec, Index>),
+      splits = choose_splits(column_blocks, wave_blocks<reduce_columns_kernel<Op, kVec, Index>>(),
                              max_splits);
       per_split = ceil_div(rows, splits);
       splits = ceil_div(rows, per_split);
@@ -313,7 +342,7 @@ void reduce_per_channel(const float* x, const float* dy, const cpu::BatchNormSha
       const int64_t max_splits =
           std::clamp<int64_t>(units / (kThreads * kMinUnitsPerThread), 1, kMaxSplits);
       splits =
-          choose_splits(channels, wave_blocks(reduce_planes_kernel<Op, kVec, Index>), max_splits);
+          choose_splits(channels, wave_blocks<reduce_planes_kernel<Op, kVec, Index>>(), max_splits);
       per_split = ceil_div(units, splits);
       splits = ceil_div(units, per_split);
       const int64_t channel_blocks = std::min<int64_t>(channels, 0x7fffffff);

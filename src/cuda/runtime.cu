@@ -1,12 +1,15 @@
 // CUDA runtime for the device-neutral code: device count, a caching allocator, copies.
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/runtime.h"
+#include "syncbn/error.h"
 
 namespace syncbn::cuda {
 
@@ -84,27 +87,72 @@ CachingAllocator& allocator() {
 
 bool compiled() { return true; }
 
-int device_count() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();  // no driver or no device: not an error for a CPU run
-    return 0;
-  }
-  return count;
+namespace {
+
+std::string version_text(int version) {
+  return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
 }
+
+// The device count, or why there is none: only "no driver installed" and "no device" mean a
+// CPU machine; every other failure (a driver too old for this runtime, a broken installation)
+// is an error, so that a GPU node never trains on its CPU without saying so.
+struct DeviceQuery {
+  int count = 0;
+  std::string reason;  // why count is 0
+};
+
+DeviceQuery query_devices() {
+  DeviceQuery query;
+  const cudaError_t status = cudaGetDeviceCount(&query.count);
+  if (status == cudaSuccess) {
+    if (query.count == 0) query.reason = "no CUDA device is visible";
+    return query;
+  }
+  cudaGetLastError();  // clear it: it is answered here
+  query.count = 0;
+  int driver = 0;
+  cudaDriverGetVersion(&driver);  // 0 when no driver is installed
+  int runtime = 0;
+  cudaRuntimeGetVersion(&runtime);
+  if (status == cudaErrorNoDevice) {
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    query.reason = std::string("no CUDA device is visible") +
+                   (visible != nullptr ? " (CUDA_VISIBLE_DEVICES=" + std::string(visible) + ")"
+                                       : std::string());
+    return query;
+  }
+  if (status == cudaErrorInsufficientDriver && driver == 0) {
+    query.reason = "no NVIDIA driver is installed";
+    return query;
+  }
+  if (status == cudaErrorInsufficientDriver) {
+    SYNCBN_FAIL("the NVIDIA driver supports CUDA ", version_text(driver),
+                " but this build's CUDA runtime is ", version_text(runtime),
+                " (cudaErrorInsufficientDriver): update the driver, or use --device cpu");
+  }
+  SYNCBN_FAIL("cudaGetDeviceCount failed: ", cudaGetErrorName(status), " (",
+              cudaGetErrorString(status), "); driver CUDA ", version_text(driver), ", runtime ",
+              version_text(runtime), ". Use --device cpu to train without the GPU");
+}
+
+}  // namespace
+
+int device_count() { return query_devices().count; }
+
+std::string unavailable_reason() { return query_devices().reason; }
 
 void* allocate(int device, std::size_t bytes) { return allocator().allocate(device, bytes); }
 
 void release(int, void* ptr) noexcept { allocator().release(ptr); }
 
-void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, std::size_t bytes) {
+void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, std::size_t bytes,
+          bool wait) {
   const cudaMemcpyKind kind =
       dst_on_device ? (src_on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
                     : (src_on_device ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
-  // On the compute stream, so the copy sees every kernel queued before it; synchronous for the
-  // caller, since host memory may be read or freed right after.
+  // On the compute stream, so the copy sees every kernel queued before it.
   SYNCBN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream()));
-  synchronize();
+  if (wait) synchronize();
 }
 
 void set_zero(int device, void* ptr, std::size_t bytes) {

@@ -1,6 +1,7 @@
 #include "syncbn/distributed/data_parallel.h"
 
 #include <iterator>
+#include <map>
 
 #include "ops/elementwise.h"
 #include "syncbn/distributed/communicator.h"
@@ -56,24 +57,39 @@ void DataParallel::build_buckets() {
   }
   if (groups.back().empty()) groups.pop_back();
 
+  std::map<const nn::Parameter*, std::string> names;
+  for (const auto& [name, param] : model_->named_parameters()) {
+    auto [it, first] = names.emplace(param.get(), name);
+    if (!first) it->second += " (also " + name + ")";  // one parameter under several names
+  }
+
   buckets_.resize(groups.size());
   for (std::size_t b = 0; b < groups.size(); ++b) {
     Bucket& bucket = buckets_[b];
     bucket.params = groups[b];
+    for (nn::Parameter* p : bucket.params) bucket.names.push_back(names[p]);
     int64_t total = 0;
     for (nn::Parameter* p : bucket.params) total += p->value.numel();
     const Device device = bucket.params.front()->value.device();
     bucket.flat = Tensor::zeros({total}, device);
     // Each gradient becomes a view into the bucket, keeping what it held.
     int64_t offset = 0;
-    for (nn::Parameter* p : bucket.params) {
+    for (std::size_t i = 0; i < bucket.params.size(); ++i) {
+      nn::Parameter* p = bucket.params[i];
       Tensor view = bucket.flat.view(p->value.shape(), offset);
       if (p->grad.defined()) view.copy_from(p->grad);
       p->grad = view;
       offset += p->value.numel();
-      p->on_grad_ready = [this, b](nn::Parameter&) { on_grad_ready(b); };
+      p->on_grad_ready = [this, b, i](nn::Parameter&) { on_grad_ready(b, i); };
     }
+  }
+  reset_buckets();
+}
+
+void DataParallel::reset_buckets() {
+  for (auto& bucket : buckets_) {
     bucket.pending = bucket.params.size();
+    bucket.ready.assign(bucket.params.size(), 0);
   }
 }
 
@@ -101,9 +117,16 @@ Tensor DataParallel::backward(const Tensor& dy) {
   return dx;
 }
 
-void DataParallel::on_grad_ready(std::size_t bucket_index) {
+void DataParallel::on_grad_ready(std::size_t bucket_index, std::size_t param_index) {
   Bucket& bucket = buckets_[bucket_index];
-  if (bucket.pending > 0 && --bucket.pending == 0 && sync_enabled_) launch(bucket);
+  // A parameter used twice in the model (shared) reports twice: its bucket's allreduce would
+  // then start while backward still adds to the gradient. torch DDP refuses this as well.
+  SYNCBN_CHECK(!bucket.ready[param_index], "DataParallel: parameter '", bucket.names[param_index],
+               "' reported its gradient ready twice in one backward; a parameter shared by two "
+               "modules is not supported (its bucket would be reduced while backward still "
+               "writes it)");
+  bucket.ready[param_index] = 1;
+  if (--bucket.pending == 0 && sync_enabled_) launch(bucket);
   // Open MPI progresses non-blocking collectives only inside MPI calls: poke the ones in flight
   // so they advance while backward computes.
   for (auto& other : buckets_) {
@@ -121,7 +144,7 @@ void DataParallel::finish() {
   overlap_.bytes = 0;
   if (!sync_enabled_) {
     // Accumulating: keep local sums, and re-arm the buckets for the next backward.
-    for (auto& bucket : buckets_) bucket.pending = bucket.params.size();
+    reset_buckets();
     return;
   }
   const float inverse_size = 1.0f / static_cast<float>(comm_->size());
@@ -138,10 +161,10 @@ void DataParallel::finish() {
       bucket.request.reset();
     }
     if (comm_->size() > 1) ops::scale_(bucket.flat, inverse_size);
-    bucket.pending = bucket.params.size();
     ++overlap_.buckets;
     overlap_.bytes += static_cast<int64_t>(bucket.flat.numel() * sizeof(float));
   }
+  reset_buckets();
 }
 
 }  // namespace syncbn::dist

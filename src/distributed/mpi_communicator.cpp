@@ -259,12 +259,13 @@ std::unique_ptr<Request> MpiCommunicator::do_iallreduce_sum(void* data, int64_t 
                                                             DataType type, Device device) {
   const std::size_t element_bytes = element_size(type);
   const std::size_t bytes = count * element_bytes;
-  // Direct: MPI works on `data` itself (host memory, or device memory with CUDA-aware MPI).
-  const bool direct = device.is_cpu() || impl_->cuda_aware;
+  // Device memory is always staged through the host here, even with CUDA-aware MPI: Open MPI's
+  // CUDA support covers point-to-point and the blocking collectives, not the non-blocking ones
+  // (its FAQ, "Which MPI APIs do NOT work with CUDA-aware?"), which would reduce on the host
+  // over device pointers.
+  const bool direct = device.is_cpu();
   HostBuffer staging;
-  if (direct) {
-    wait_for_device_work(device);
-  } else {
+  if (!direct) {
     staging = impl_->staging->acquire(bytes);
     device_copy(staging.data(), Device::cpu(), data, device, bytes);
   }

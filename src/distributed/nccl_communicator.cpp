@@ -302,7 +302,11 @@ class NcclCommunicator final : public Communicator {
       const ncclResult_t status = call(state_->comm);
       // The watchdog bounds this wait: on a timeout it ends the job.
       wait_for_nccl(state_->comm, status, call_name, Clock::time_point::max(), &lock, state_.get());
-      SYNCBN_CUDA_CHECK(cudaEventRecord(pending->done.get(), stream));
+      const cudaError_t recorded = cudaEventRecord(pending->done.get(), stream);
+      if (recorded != cudaSuccess) {
+        SYNCBN_FAIL(detail::cuda_error_on_collective(recorded, "cudaEventRecord",
+                                                     std::string("the NCCL ") + op));
+      }
     } catch (...) {
       // This thread reports the error (the lock is held whenever the calls above throw).
       state_->error_reported = true;

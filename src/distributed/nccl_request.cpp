@@ -1,8 +1,8 @@
 // The NCCL backend's event ordering (declarations in nccl_request.h).
 #include "distributed/nccl_request.h"
 
-#include "cuda/check.h"
 #include "cuda/context.h"
+#include "distributed/nccl_check.h"
 
 namespace syncbn::dist::detail {
 
@@ -16,8 +16,8 @@ CollectiveState PendingCollective::poll(std::string& error) const {
     cudaGetLastError();  // "not ready" is no error; keep it out of this thread's last error
     return CollectiveState::kRunning;
   }
-  error = std::string("CUDA error ") + cudaGetErrorName(status) + " (" +
-          cudaGetErrorString(status) + ")";
+  // The watchdog reports "NCCL <op> of ... failed: " + error; error says the failure is CUDA's.
+  error = cuda_error_on_collective(status, "cudaEventQuery", "the collective");
   return CollectiveState::kFailed;
 }
 
@@ -33,7 +33,10 @@ NcclRequest::~NcclRequest() {
 void NcclRequest::wait() {
   if (waited_ || done_ == nullptr) return;
   DeviceGuard guard(device_);
-  SYNCBN_CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), done_.get(), 0));
+  const cudaError_t status = cudaStreamWaitEvent(cuda::stream(), done_.get(), 0);
+  if (status != cudaSuccess) {
+    SYNCBN_FAIL(cuda_error_on_collective(status, "cudaStreamWaitEvent", "the NCCL allreduce"));
+  }
   waited_ = true;
 }
 
@@ -45,8 +48,7 @@ bool NcclRequest::test() {
     cudaGetLastError();  // "not ready" must not surface at the next launch check
     return false;
   }
-  SYNCBN_CUDA_CHECK(status);
-  return false;
+  SYNCBN_FAIL(cuda_error_on_collective(status, "cudaEventQuery", "the NCCL allreduce"));
 }
 
 }  // namespace syncbn::dist::detail

@@ -9,10 +9,20 @@
 #include <exception>
 #include <thread>
 
+#include "syncbn/distributed/launch_env.h"
 #include "syncbn/distributed/mpi_communicator.h"
 #include "syncbn/error.h"
 
 namespace syncbn::dist {
+
+namespace {
+
+// The world rank, recorded when the Runtime starts, so that abort_job on a thread other
+// than the main one (the communication watchdog) can name the rank without calling MPI: under
+// MPI_THREAD_FUNNELED only the main thread may make MPI calls.
+std::atomic<int> world_rank{-1};
+
+}  // namespace
 
 Runtime::Runtime() : uncaught_exceptions_at_start_(std::uncaught_exceptions()) {
   int initialized = 0;
@@ -32,6 +42,7 @@ Runtime::Runtime() : uncaught_exceptions_at_start_(std::uncaught_exceptions()) {
                  "); OpenMP threads next to MPI need it");
   }
   world_ = MpiCommunicator::world();
+  world_rank = world_->rank();
 }
 
 Runtime::~Runtime() {
@@ -50,13 +61,37 @@ void abort_job(const std::string& message, int exit_code) {
   if (aborting.test_and_set()) {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
   }
-  // The MPI calls here are not checked: this is the error path already, and it must end the
-  // process whatever happens.
+  // MPI_Initialized, MPI_Finalized and MPI_Is_thread_main may be called from any thread; the
+  // MPI calls here are not checked: this is the error path already, and it must end the process
+  // whatever happens.
   int initialized = 0;
   int finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
   const bool running = initialized && !finalized;
+  int is_main = 1;
+  if (running) MPI_Is_thread_main(&is_main);
+  if (running && !is_main) {
+    // Another thread (the watchdog) while the main thread may be inside MPI: no MPI call is
+    // allowed here under MPI_THREAD_FUNNELED. Exiting without MPI_Finalize makes the launcher
+    // end the other ranks (mpirun does on any abnormal exit; syncbn-run gives srun
+    // --kill-on-bad-exit=1).
+    int rank = world_rank.load();
+    if (rank < 0) {  // MPI started without a Runtime (the tests): ask the launcher's variables
+      try {
+        const LaunchEnv env = read_launch_env();
+        if (env.source != "none") rank = env.rank;
+      } catch (...) {
+      }
+    }
+    if (rank >= 0) {
+      std::fprintf(stderr, "rank %d: %s\n", rank, message.c_str());
+    } else {
+      std::fprintf(stderr, "%s\n", message.c_str());
+    }
+    std::fflush(stderr);
+    std::_Exit(exit_code);
+  }
   int rank = 0;
   int size = 1;
   if (running) {
@@ -69,11 +104,6 @@ void abort_job(const std::string& message, int exit_code) {
   std::fflush(stderr);
   // The other ranks may be waiting in a collective this rank will never join: end them all.
   if (running && size > 1) MPI_Abort(MPI_COMM_WORLD, exit_code);
-  // MPI_THREAD_FUNNELED: only the main thread may finalise; another thread (the watchdog) ends
-  // the process without unwinding.
-  int is_main = 1;
-  if (running) MPI_Is_thread_main(&is_main);
-  if (!is_main) std::_Exit(exit_code);
   if (running) MPI_Finalize();
   std::exit(exit_code);
 }

@@ -82,7 +82,12 @@ BatchNorm::BackwardStats BatchNorm::backward_stats() const {
   return {static_cast<double*>(packed_->ptr), options_.num_features(), packed_->device};
 }
 
-void BatchNorm::check_count(const Shape& local_shape, double local_count, double total_count) {
+void BatchNorm::check_count(const Shape& local_shape, double local_count, bool reduced,
+                            const ForwardStats& stats) {
+  if (local_count > 1) return;  // the group total is at least this rank's count
+  double total_count = local_count;
+  if (reduced)
+    device_copy(&total_count, Device::cpu(), stats.count(), stats.device, sizeof(double));
   if (total_count > 1) return;
   if (total_count == local_count) {
     SYNCBN_FAIL("Expected more than 1 value per channel when training, got input size ",
@@ -100,11 +105,8 @@ void BatchNorm::compute_batch_stats(const Tensor& x) {
   const ForwardStats stats = forward_stats();
   ops::batch_norm_stats(x, shift, stats.data);
   const double local_count = static_cast<double>(ops::batch_norm_shape(x).count());
-  total_count_ = local_count;
-  if (reduce_forward_stats(stats)) {
-    device_copy(&total_count_, Device::cpu(), stats.count(), stats.device, sizeof(double));
-  }
-  check_count(x.shape(), local_count, total_count_);
+  const bool reduced = reduce_forward_stats(stats);
+  check_count(x.shape(), local_count, reduced, stats);
 
   if (is_training() && track) {
     ops::RunningStats running{own_buffer("running_mean"), own_buffer("running_var"),
@@ -159,14 +161,14 @@ Tensor BatchNorm::backward_impl(const Tensor& dy) {
                                       grad_weight, grad_bias);
     }
     return ops::batch_norm_backward_elemt(dy, saved_input_, saved_mean_, saved_invstd_, weight,
-                                          nullptr, 0.0);
+                                          nullptr);
   }
   const BackwardStats sums = backward_stats();
   ops::batch_norm_backward_reduce(dy, saved_input_, saved_mean_, saved_invstd_, sums.data,
                                   grad_weight, grad_bias);
   reduce_backward_stats(sums);
   return ops::batch_norm_backward_elemt(dy, saved_input_, saved_mean_, saved_invstd_, weight,
-                                        sums.data, total_count_);
+                                        sums.data);
 }
 
 }  // namespace syncbn::nn

@@ -105,7 +105,7 @@ Tensor InstanceNorm2d::backward_impl(const Tensor& dy_in) {
                                       grad_weight, grad_bias);
     }
     dx = ops::batch_norm_backward_elemt(dy, saved_input_, saved_mean_, saved_invstd_, weight,
-                                        nullptr, 0.0);
+                                        nullptr);
   }
   return dx.reshape(dy_in.shape());
 }

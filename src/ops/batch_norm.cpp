@@ -51,9 +51,6 @@ void batch_norm_stats(const Tensor& x, const Tensor& shift, double* packed) {
   check_per_channel("batch_norm_stats", "shift", shift, shape.channels, true);
   const Device device = detail::common_device("batch_norm_stats", {&x, &shift});
   SYNCBN_DISPATCH(device, batch_norm_stats, x.data(), data_or_null(shift), shape, packed);
-  // The count goes last, so that one allreduce sums it with the statistics.
-  const double count = static_cast<double>(shape.count());
-  device_copy(packed + 2 * shape.channels, device, &count, Device::cpu(), sizeof(double));
 }
 
 void batch_norm_finalize(const double* packed, const Tensor& shift, double eps, Tensor& mean,
@@ -123,21 +120,18 @@ void batch_norm_backward_reduce(const Tensor& dy, const Tensor& x, const Tensor&
 }
 
 Tensor batch_norm_backward_elemt(const Tensor& dy, const Tensor& x, const Tensor& mean,
-                                 const Tensor& invstd, const Tensor& weight, const double* sums,
-                                 double count) {
+                                 const Tensor& invstd, const Tensor& weight, const double* sums) {
   const cpu::BatchNormShape shape = batch_norm_shape(x);
   check_same_layout("batch_norm_backward_elemt", dy, x);
   check_per_channel("batch_norm_backward_elemt", "mean", mean, shape.channels, false);
   check_per_channel("batch_norm_backward_elemt", "invstd", invstd, shape.channels, false);
   check_per_channel("batch_norm_backward_elemt", "weight", weight, shape.channels, true);
-  SYNCBN_CHECK(!sums || count > 0, "batch_norm_backward_elemt: count must be positive, got ",
-               count);
   const Device device =
       detail::common_device("batch_norm_backward_elemt", {&dy, &x, &mean, &invstd, &weight});
   Tensor dx = Tensor::empty(x.shape(), device);
   dx.set_memory_format(x.memory_format());
   SYNCBN_DISPATCH(device, batch_norm_backward_elemt, dy.data(), x.data(), mean.data(),
-                  invstd.data(), data_or_null(weight), sums, count, shape, dx.data());
+                  invstd.data(), data_or_null(weight), sums, shape, dx.data());
   return dx;
 }
 

@@ -5,7 +5,9 @@
 //
 // The packed statistics buffers are raw doubles in the device memory of x (Tensor is float32):
 //   forward:  [s1(C), s2(C), n]      2C+1 values, what a synchronised BN allreduces
-//   backward: [sum_dy(C), sum_dy_xhat(C)]   2C values
+//   backward: [sum_dy(C), sum_dy_xhat(C), n]   the 2C sums written (and allreduced) over s1 and
+//             s2 of the same buffer; n is the forward's total count, left in place, so that no
+//             count travels between host and device
 #include <cstdint>
 #include <optional>
 
@@ -18,7 +20,8 @@ namespace syncbn::ops {
 // MemoryFormat::kChannelsLast; count() is n_r, the values per channel.
 cpu::BatchNormShape batch_norm_shape(const Tensor& x);
 
-// Local shifted sums and count: packed = [sum(x - K)(C), sum((x - K)^2)(C), n_r], in double.
+// Local shifted sums and count: packed = [sum(x - K)(C), sum((x - K)^2)(C), n_r], in double,
+// all written on x's device (no host-device copy).
 // shift is K (C values; undefined means K = 0). Every rank of a sync group must use the same K.
 void batch_norm_stats(const Tensor& x, const Tensor& shift, double* packed);
 
@@ -44,16 +47,16 @@ void batch_norm_invstd(const Tensor& var, double eps, Tensor& invstd);
 Tensor batch_norm_elemt(const Tensor& x, const Tensor& mean, const Tensor& invstd,
                         const Tensor& weight, const Tensor& bias);
 
-// Local sums [sum_dy(C), sum_dy_xhat(C)] into sums (may be null), and grad_weight += sum_dy_xhat,
-// grad_bias += sum_dy for the defined ones.
+// Local sums [sum_dy(C), sum_dy_xhat(C)] into sums[0, 2C) (may be null), and
+// grad_weight += sum_dy_xhat, grad_bias += sum_dy for the defined ones.
 void batch_norm_backward_reduce(const Tensor& dy, const Tensor& x, const Tensor& mean,
                                 const Tensor& invstd, double* sums, Tensor grad_weight,
                                 Tensor grad_bias);
 
-// dx = weight * invstd / n * (n * dy - sum_dy - xhat * sum_dy_xhat) with group sums and the
-// total count n; sums == null means constant statistics (dx = weight * invstd * dy).
+// dx = weight * invstd / n * (n * dy - sum_dy - xhat * sum_dy_xhat) with the group sums and
+// total count n = [sum_dy(C), sum_dy_xhat(C), n] (read on the device; n > 0); sums == null
+// means constant statistics (dx = weight * invstd * dy).
 Tensor batch_norm_backward_elemt(const Tensor& dy, const Tensor& x, const Tensor& mean,
-                                 const Tensor& invstd, const Tensor& weight, const double* sums,
-                                 double count);
+                                 const Tensor& invstd, const Tensor& weight, const double* sums);
 
 }  // namespace syncbn::ops

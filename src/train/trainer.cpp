@@ -169,23 +169,39 @@ void TrainConfig::validate() const {
                "': expected auto, cpu or cuda");
 }
 
-Device resolve_device(const std::string& name, int local_rank) {
-  const int gpus = cuda_device_count();
-  if (name == "cpu" || (name == "auto" && gpus == 0)) return Device::cpu();
-  SYNCBN_CHECK(cuda_compiled(),
-               "--device cuda: this build has no CUDA backend (no CUDA toolkit "
-               "was found at configure time)");
-  SYNCBN_CHECK(gpus > 0,
-               "--device cuda: no CUDA device is visible (check the driver and "
-               "CUDA_VISIBLE_DEVICES)");
-  return Device::cuda(local_rank % gpus);
+Device resolve_device(const std::string& name, int local_rank, std::string* why) {
+  std::string reason;
+  Device device = Device::cpu();
+  if (name == "cpu") {
+    reason = "--device cpu";
+  } else {
+    // Throws when CUDA is installed but broken, rather than falling back to the CPU unseen.
+    const int gpus = cuda_device_count();
+    if (name == "auto" && gpus == 0) {
+      reason = "--device auto: " + cuda_unavailable_reason();
+    } else {
+      SYNCBN_CHECK(cuda_compiled(),
+                   "--device cuda: this build has no CUDA backend (no CUDA toolkit "
+                   "was found at configure time)");
+      SYNCBN_CHECK(gpus > 0, "--device cuda: ", cuda_unavailable_reason(),
+                   " (check the driver and CUDA_VISIBLE_DEVICES)");
+      device = Device::cuda(local_rank % gpus);
+      reason = "--device " + name + ": " + std::to_string(gpus) +
+               " CUDA device(s) visible, local rank " + std::to_string(local_rank) + " uses " +
+               device.str();
+    }
+  }
+  if (why != nullptr) *why = reason;
+  return device;
 }
 
 TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Communicator> world) {
   config.validate();
   dist::check_consistent(*world, config.settings(), "training configuration");
   const bool leader = world->rank() == 0;
-  const Device device = resolve_device(config.device, world->local_rank());
+  std::string device_reason;
+  const Device device = resolve_device(config.device, world->local_rank(), &device_reason);
+  if (leader) std::printf("device: %s (%s)\n", device.str().c_str(), device_reason.c_str());
   set_current_device(device);
 
   Data data = load_data(config);

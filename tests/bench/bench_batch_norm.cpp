@@ -122,14 +122,7 @@ struct Layer {
         invstd(Tensor::empty({s.c}, device)),
         grad_weight(Tensor::zeros({s.c}, device)),
         grad_bias(Tensor::zeros({s.c}, device)),
-        packed(device, 2 * s.c + 1),
-        sums(device, 2 * s.c) {
-    // The count goes last in the packed buffer; batch_norm_stats leaves it in place.
-    const double n = count();
-    device_copy(packed.data() + 2 * s.c, device, &n, Device::cpu(), sizeof(double));
-  }
-
-  double count() const { return static_cast<double>(shape.count()); }
+        packed(device, 2 * s.c + 1) {}
 
   void forward() {
     cuda::batch_norm_stats(x.data(), running_mean.data(), shape, packed.data());
@@ -140,17 +133,19 @@ struct Layer {
                            y.data());
   }
 
+  // As BatchNorm does: the backward sums go over s1 and s2 of the packed buffer, whose last
+  // slot keeps the forward's count n for backward_elemt.
   void backward() {
     cuda::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), shape,
-                                     sums.data(), grad_weight.data(), grad_bias.data());
+                                     packed.data(), grad_weight.data(), grad_bias.data());
     cuda::batch_norm_backward_elemt(dy.data(), x.data(), mean.data(), invstd.data(), weight.data(),
-                                    sums.data(), count(), shape, dx.data());
+                                    packed.data(), shape, dx.data());
   }
 
   cpu::BatchNormShape shape;
   Tensor x, dy, y, dx, weight, bias, running_mean, running_var, mean, invstd, grad_weight,
       grad_bias;
-  DeviceDoubles packed, sums;
+  DeviceDoubles packed;
 };
 
 class Event {
@@ -209,20 +204,19 @@ double check_against_cpu(const Shape4& s, bool channels_last, Device device) {
   layer.backward();
 
   const cpu::BatchNormShape shape = kernel_shape(s, channels_last);
-  std::vector<double> packed(2 * s.c + 1), sums(2 * s.c);
+  std::vector<double> packed(2 * s.c + 1);
   std::vector<float> running_mean(s.c, 0.0f), running_var(s.c, 1.0f), mean(s.c), invstd(s.c);
   std::vector<float> y(s.numel()), dx(s.numel()), grad_weight(s.c, 0.0f), grad_bias(s.c, 0.0f);
   cpu::batch_norm_stats(x.data(), running_mean.data(), shape, packed.data());
-  packed[2 * s.c] = layer.count();
   cpu::batch_norm_finalize(packed.data(), running_mean.data(), s.c, kEps, mean.data(),
                            invstd.data(), running_mean.data(), running_var.data(), nullptr,
                            kMomentum, false);
   cpu::batch_norm_elemt(x.data(), mean.data(), invstd.data(), weight.data(), bias.data(), shape,
                         y.data());
   cpu::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), shape,
-                                  sums.data(), grad_weight.data(), grad_bias.data());
+                                  packed.data(), grad_weight.data(), grad_bias.data());
   cpu::batch_norm_backward_elemt(dy.data(), x.data(), mean.data(), invstd.data(), weight.data(),
-                                 sums.data(), layer.count(), shape, dx.data());
+                                 packed.data(), shape, dx.data());
 
   double worst = 0.0;
   auto compare = [&](const Tensor& actual, const std::vector<float>& expected) {

@@ -116,16 +116,21 @@ TEST(BatchNormCudaTest, StatsMatchCpuOnRandomShapes) {
       const std::vector<float> shift = per_channel(k.c, ++seed, 0.2f, 0.6f);
       const float* host_shift = with_shift ? shift.data() : nullptr;
 
-      std::vector<double> expected(2 * k.c);
+      std::vector<double> expected(2 * k.c + 1);
       cpu::batch_norm_stats(x.data(), host_shift, k.shape(), expected.data());
 
       const Tensor x_d = on_device(x);
       const Tensor shift_d = on_device(shift);
-      DeviceDoubles stats(2 * k.c);
-      stats.upload(std::vector<double>(2 * k.c, 12345.0));  // must be overwritten, also for N = 0
+      DeviceDoubles stats(2 * k.c + 1);
+      // Must be overwritten, the count n_r included, also for N = 0.
+      stats.upload(std::vector<double>(2 * k.c + 1, 12345.0));
       cuda::batch_norm_stats(x_d.data(), with_shift ? shift_d.data() : nullptr, k.shape(),
                              stats.data());
-      const std::vector<double> actual = stats.download();
+      std::vector<double> actual = stats.download();
+      EXPECT_EQ(actual[2 * k.c], static_cast<double>(k.n * k.s)) << "count";
+      EXPECT_EQ(expected[2 * k.c], static_cast<double>(k.n * k.s)) << "CPU count";
+      actual.pop_back();
+      expected.pop_back();
 
       // Magnitudes: sum |x - K| for s1; s2's terms are all positive.
       std::vector<double> magnitude(2 * k.c, 0.0);
@@ -145,7 +150,7 @@ TEST(BatchNormCudaTest, StatsAreDeterministic) {
   SYNCBN_REQUIRE_CUDA();
   for (const Case& k : {Case{2, 3, 40000, false}, Case{2, 64, 3000, true}}) {
     const Tensor x = on_device(random_values(k.numel(), 7, 2.0f, 1.0f));
-    DeviceDoubles first(2 * k.c), second(2 * k.c);
+    DeviceDoubles first(2 * k.c + 1), second(2 * k.c + 1);
     cuda::batch_norm_stats(x.data(), nullptr, k.shape(), first.data());
     cuda::batch_norm_stats(x.data(), nullptr, k.shape(), second.data());
     const auto a = first.download(), b = second.download();
@@ -368,26 +373,26 @@ TEST(BatchNormCudaTest, BackwardElemtMatchesCpu) {
       const std::vector<float> invstd = positive_per_channel(k.c, ++seed);
       const std::vector<float> weight = per_channel(k.c, ++seed, 0.5f, 1.0f);
       const double count = static_cast<double>(std::max<int64_t>(k.n * k.s, 1)) * 3.0;
-      std::vector<double> sums(2 * k.c);
+      std::vector<double> sums(2 * k.c + 1);  // [sum_dy, sum_dy_xhat, n]
       {
         const std::vector<float> r = random_values(2 * k.c, ++seed, 1.0f, 0.0f);
         for (int64_t i = 0; i < 2 * k.c; ++i) sums[i] = std::sqrt(count) * r[i];
       }
+      sums[2 * k.c] = count;
       std::vector<float> expected(x.size());
-      cpu::batch_norm_backward_elemt(
-          dy.data(), x.data(), mean.data(), invstd.data(), with_weight ? weight.data() : nullptr,
-          with_sums ? sums.data() : nullptr, count, k.shape(), expected.data());
+      cpu::batch_norm_backward_elemt(dy.data(), x.data(), mean.data(), invstd.data(),
+                                     with_weight ? weight.data() : nullptr,
+                                     with_sums ? sums.data() : nullptr, k.shape(), expected.data());
 
       const Tensor x_d = on_device(x), dy_d = on_device(dy);
       const Tensor mean_d = on_device(mean), invstd_d = on_device(invstd);
       const Tensor weight_d = on_device(weight);
-      DeviceDoubles sums_d(2 * k.c);
+      DeviceDoubles sums_d(2 * k.c + 1);
       sums_d.upload(sums);
       Tensor dx_d = Tensor::zeros({k.numel()}, Device::cuda(0));
       cuda::batch_norm_backward_elemt(dy_d.data(), x_d.data(), mean_d.data(), invstd_d.data(),
                                       with_weight ? weight_d.data() : nullptr,
-                                      with_sums ? sums_d.data() : nullptr, count, k.shape(),
-                                      dx_d.data());
+                                      with_sums ? sums_d.data() : nullptr, k.shape(), dx_d.data());
       expect_close_rel(dx_d.to_vector(), expected, kRtol, "dx");
     }
   }
@@ -413,16 +418,16 @@ TEST(BatchNormCudaTest, TrainingStepMatchesCpu) {
     std::vector<float> mean(k.c), invstd(k.c), y(x.size()), dx(x.size());
     std::vector<float> grad_weight(k.c, 0.0f), grad_bias(k.c, 0.0f);
     cpu::batch_norm_stats(x.data(), running_mean.data(), k.shape(), packed.data());
-    packed[2 * k.c] = count;
+    EXPECT_EQ(packed[2 * k.c], count);
     cpu::batch_norm_finalize(packed.data(), running_mean.data(), k.c, kEps, mean.data(),
                              invstd.data(), nullptr, nullptr, nullptr, 0.1, false);
     cpu::batch_norm_elemt(x.data(), mean.data(), invstd.data(), weight.data(), bias.data(),
                           k.shape(), y.data());
-    std::vector<double> sums(2 * k.c);
+    // The backward sums go over s1 and s2; the count n stays in the last slot.
     cpu::batch_norm_backward_reduce(dy.data(), x.data(), mean.data(), invstd.data(), k.shape(),
-                                    sums.data(), grad_weight.data(), grad_bias.data());
+                                    packed.data(), grad_weight.data(), grad_bias.data());
     cpu::batch_norm_backward_elemt(dy.data(), x.data(), mean.data(), invstd.data(), weight.data(),
-                                   sums.data(), count, k.shape(), dx.data());
+                                   packed.data(), k.shape(), dx.data());
 
     // GPU.
     const Tensor x_d = on_device(x), dy_d = on_device(dy);
@@ -434,18 +439,18 @@ TEST(BatchNormCudaTest, TrainingStepMatchesCpu) {
     Tensor dx_d = Tensor::empty({k.numel()}, Device::cuda(0));
     Tensor grad_weight_d = Tensor::zeros({k.c}, Device::cuda(0));
     Tensor grad_bias_d = Tensor::zeros({k.c}, Device::cuda(0));
-    DeviceDoubles packed_d(2 * k.c + 1), sums_d(2 * k.c);
+    DeviceDoubles packed_d(2 * k.c + 1);
     cuda::batch_norm_stats(x_d.data(), shift_d.data(), k.shape(), packed_d.data());
-    device_copy(packed_d.data() + 2 * k.c, Device::cuda(0), &count, Device::cpu(), sizeof(double));
+    EXPECT_EQ(packed_d.download()[2 * k.c], count);  // the kernel writes n_r
     cuda::batch_norm_finalize(packed_d.data(), shift_d.data(), k.c, kEps, mean_d.data(),
                               invstd_d.data(), nullptr, nullptr, nullptr, 0.1, false);
     cuda::batch_norm_elemt(x_d.data(), mean_d.data(), invstd_d.data(), weight_d.data(),
                            bias_d.data(), k.shape(), y_d.data());
     cuda::batch_norm_backward_reduce(dy_d.data(), x_d.data(), mean_d.data(), invstd_d.data(),
-                                     k.shape(), sums_d.data(), grad_weight_d.data(),
+                                     k.shape(), packed_d.data(), grad_weight_d.data(),
                                      grad_bias_d.data());
     cuda::batch_norm_backward_elemt(dy_d.data(), x_d.data(), mean_d.data(), invstd_d.data(),
-                                    weight_d.data(), sums_d.data(), count, k.shape(), dx_d.data());
+                                    weight_d.data(), packed_d.data(), k.shape(), dx_d.data());
 
     expect_close_rel(mean_d.to_vector(), mean, kRtol, "mean");
     expect_close_rel(invstd_d.to_vector(), invstd, kRtol, "invstd");
@@ -477,21 +482,23 @@ TEST(BatchNormCudaTest, EmptyBatchGivesZeroSumsAndKeepsGradients) {
   const Tensor invstd = on_device(std::vector<float>(channels, 2.0f));
   const std::vector<float> before = {1, 2, 3, 4, 5};
   Tensor grad_weight = on_device(before), grad_bias = on_device(before);
-  DeviceDoubles sums(2 * channels);
-  sums.upload(std::vector<double>(2 * channels, 9.0));
+  DeviceDoubles sums(2 * channels + 1);
+  sums.upload(std::vector<double>(2 * channels + 1, 9.0));
   const cpu::BatchNormShape nchw{.batch = 0, .channels = channels, .spatial = 9};
   const cpu::BatchNormShape nhwc{
       .batch = 0, .channels = channels, .spatial = 9, .channels_last = true};
   cuda::batch_norm_backward_reduce(x.data(), x.data(), mean.data(), invstd.data(), nchw,
                                    sums.data(), grad_weight.data(), grad_bias.data());
-  EXPECT_EQ(sums.download(), std::vector<double>(2 * channels, 0.0));
+  std::vector<double> expected(2 * channels, 0.0);
+  expected.push_back(9.0);  // the count slot is not backward_reduce's
+  EXPECT_EQ(sums.download(), expected);
   EXPECT_EQ(grad_weight.to_vector(), before);
   EXPECT_EQ(grad_bias.to_vector(), before);
   Tensor y = Tensor::empty({0}, Device::cuda(0));
   cuda::batch_norm_elemt(x.data(), mean.data(), invstd.data(), nullptr, nullptr, nhwc, y.data());
   cuda::batch_norm_backward_elemt(x.data(), x.data(), mean.data(), invstd.data(), nullptr,
-                                  sums.data(), 1.0, nhwc, y.data());
-  EXPECT_EQ(sums.download(), std::vector<double>(2 * channels, 0.0));  // and no error queued
+                                  sums.data(), nhwc, y.data());
+  EXPECT_EQ(sums.download(), expected);  // and no error queued
 }
 
 }  // namespace

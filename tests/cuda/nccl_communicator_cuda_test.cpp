@@ -24,9 +24,11 @@
 namespace syncbn::dist {
 namespace {
 
-#define SYNCBN_REQUIRE_NCCL()                                                        \
-  do {                                                                               \
-    if (!::syncbn::dist::nccl_available()) GTEST_SKIP() << "this build has no NCCL"; \
+#define SYNCBN_REQUIRE_NCCL()                                    \
+  do {                                                           \
+    if (!::syncbn::dist::nccl_available()) {                     \
+      SYNCBN_SKIP_UNLESS_GPU_REQUIRED("this build has no NCCL"); \
+    }                                                            \
   } while (0)
 
 // MPI starts on first use only, so that skipped tests never start it; it ends at exit.
@@ -300,26 +302,17 @@ TEST(NcclCommunicatorTest, CompletedCollectivesNeverTripAShortTimeout) {
   comm->barrier();
 }
 
-TEST(NcclCommunicatorTest, AClosedBuildSaysItHasNoNccl) {
-  SYNCBN_REQUIRE_CUDA();
-  if (nccl_available()) GTEST_SKIP() << "this build has NCCL";
-  try {
-    make_nccl_communicator(world(), 0);
-    FAIL() << "no error";
-  } catch (const Error& error) {
-    EXPECT_NE(std::string(error.what()).find("no NCCL"), std::string::npos) << error.what();
-  }
-}
-
 // The watchdog end to end: a collective that cannot complete in time (the compute stream is held
 // by a host function for longer than the timeout) ends the process, non-zero, with the message.
 // In a child process (death test, re-executed: CUDA does not survive fork). The exit code is
 // not pinned to 1: the job ends while NCCL and CUDA still hold work, and what the runtime does
 // at exit then is not ours to promise; that it ends, and says why, is.
-void CUDART_CB hold_stream(void*) { std::this_thread::sleep_for(std::chrono::milliseconds(1500)); }
+// The timeout also bounds creating the communicator, which took over 0.3 s on an H200 (seen in a
+// run there), so it is 5 s, and the stream is held for longer.
+void CUDART_CB hold_stream(void*) { std::this_thread::sleep_for(std::chrono::seconds(8)); }
 
 void stuck_allreduce() {
-  setenv("SYNCBN_COMM_TIMEOUT", "0.3", 1);
+  setenv("SYNCBN_COMM_TIMEOUT", "5", 1);
   auto comm = make_comm();
   DeviceBytes buffer(1052 * sizeof(float));
   if (cudaLaunchHostFunc(cuda::stream(), hold_stream, nullptr) != cudaSuccess) std::exit(0);
@@ -336,7 +329,7 @@ TEST(NcclCommunicatorDeathTest, AStuckCollectiveEndsTheJobWithAMessageNamingIt) 
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(stuck_allreduce(), ended_with_failure,
               "rank 0: NCCL allreduce of 1052 float32 elements on communicator of 1 rank did not "
-              "complete within 0.3 s");
+              "complete within 5 s");
 }
 
 }  // namespace

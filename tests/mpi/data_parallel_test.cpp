@@ -7,102 +7,40 @@
 
 #include <algorithm>
 
+#include "data_parallel_check.h"
 #include "support/close.h"
 #include "support/random.h"
 #include "syncbn/distributed/communicator.h"
 #include "syncbn/distributed/mpi_communicator.h"
 #include "syncbn/error.h"
 #include "syncbn/nn/init.h"
+#include "syncbn/nn/linear.h"
 #include "syncbn/nn/loss.h"
 #include "syncbn/nn/models.h"
+#include "syncbn/nn/sequential.h"
 #include "syncbn/optim/sgd.h"
 
 namespace syncbn::dist {
 namespace {
 
-using testing::expect_close;
-using testing::expect_close_rel;
-using testing::random_labels;
-using testing::random_tensor;
+using syncbn::testing::expect_close;
+using syncbn::testing::random_labels;
+using syncbn::testing::random_tensor;
+using testing::check_steps_match_one_process;
+using testing::rows;
+using testing::small_model;
 
 std::shared_ptr<Communicator> world() { return MpiCommunicator::world(); }
 
-Tensor rows(const Tensor& t, int64_t begin, int64_t count) {
-  Shape shape = t.shape();
-  const int64_t row = t.numel() / std::max<int64_t>(1, shape[0]);
-  shape[0] = count;
-  return t.view(shape, begin * row).clone();
-}
-
-std::shared_ptr<nn::Sequential> small_model(const std::string& name, nn::NormKind norm,
-                                            std::shared_ptr<Communicator> group) {
-  nn::ModelOptions o;
-  o.name(name);
-  o.norm(norm);
-  o.in_channels(1);
-  o.height(8).width(8);
-  o.num_classes(5);
-  o.seed(7);
-  o.sync_group(std::move(group));
-  auto model = nn::make_model(o);
-  nn::initialize(*model, nn::InitScheme::kKaiming, 7);
-  return model;
-}
-
-void expect_same_state(const nn::Module& actual, const nn::Module& expected, double rtol) {
-  const auto a = actual.state_dict();
-  const auto e = expected.state_dict();
-  ASSERT_EQ(a.size(), e.size());
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].first, e[i].first);
-    expect_close_rel(a[i].second, e[i].second, rtol, a[i].first, 1e-2);
-  }
-}
-
-// k steps: P ranks with SyncBN + DataParallel vs one process with BN on the concatenated batch.
-void check_steps_match_one_process(const std::string& model_name, DataParallelOptions options) {
-  auto comm = world();
-  const int64_t per_rank = 4, steps = 3, classes = 5;
-  const int64_t total = per_rank * comm->size();
-  auto distributed = small_model(model_name, nn::NormKind::kSyncBatch, comm);
-  auto reference = small_model(model_name, nn::NormKind::kBatch, nullptr);
-  DataParallel ddp(distributed, comm, options);
-  optim::SgdOptions sgd;
-  sgd.lr(0.1);
-  sgd.momentum(0.9);
-  sgd.weight_decay(5e-4);
-  optim::Sgd opt(distributed->parameters(), sgd);
-  optim::Sgd ref_opt(reference->parameters(), sgd);
-  nn::CrossEntropyLoss loss, ref_loss;
-
-  for (int64_t step = 0; step < steps; ++step) {
-    const Tensor x = random_tensor({total, 1, 8, 8}, 1000 + step);
-    const auto labels = random_labels(total, classes, 2000 + step);
-
-    ref_opt.zero_grad();
-    ref_loss.forward(reference->forward(x), labels);
-    reference->backward(ref_loss.backward());
-    ref_opt.step();
-
-    const int64_t begin = comm->rank() * per_rank;
-    opt.zero_grad();
-    loss.forward(ddp.forward(rows(x, begin, per_rank)),
-                 std::vector<int32_t>(labels.begin() + begin, labels.begin() + begin + per_rank));
-    ddp.backward(loss.backward());
-    opt.step();
-  }
-  expect_same_state(*distributed, *reference, 1e-5);
-}
-
 TEST(DataParallelTest, MlpStepsOnPRanksEqualOneProcessOnConcatenatedBatches) {
-  check_steps_match_one_process("mlp", {});
+  check_steps_match_one_process("mlp", {}, world());
 }
 
 TEST(DataParallelTest, CnnStepsWithSmallBucketsEqualOneProcessOnConcatenatedBatches) {
   DataParallelOptions options;
   options.first_bucket_bytes(1024);
   options.bucket_bytes(8 * 1024);
-  check_steps_match_one_process("cnn", options);
+  check_steps_match_one_process("cnn", options, world());
 }
 
 TEST(DataParallelTest, BucketsFollowReverseRegistrationOrderAndSizes) {
@@ -191,6 +129,28 @@ TEST(DataParallelTest, DifferentModelsOnTheRanksFailNamingTheFirstDifference) {
     FAIL() << "expected a model signature mismatch";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("rank 1"), std::string::npos) << e.what();
+  }
+}
+
+// A parameter used twice in one forward (here one Linear applied twice) reports its gradient
+// ready twice per backward: its bucket would be reduced while backward still adds to it, so
+// DataParallel refuses, naming the parameter, as torch DDP does.
+TEST(DataParallelTest, AParameterReadyTwiceInOneBackwardIsAnErrorNamingIt) {
+  auto comm = world();
+  auto model = std::make_shared<nn::Sequential>();
+  auto shared = std::make_shared<nn::Linear>(4, 4, /*bias=*/true, /*seed=*/3);
+  model->add(shared);
+  model->add(shared);
+  DataParallel ddp(model, comm);
+  const Tensor y = ddp.forward(random_tensor({2, 4}, 5));
+  try {
+    ddp.backward(Tensor::full(y.shape(), 1.0f));
+    FAIL() << "expected an error for the shared parameter";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("reported its gradient ready twice in one backward"), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("'0.weight (also 1.weight)'"), std::string::npos) << message;
   }
 }
 

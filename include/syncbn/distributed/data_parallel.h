@@ -65,12 +65,16 @@ class DataParallel {
   struct Bucket {
     Tensor flat;
     std::vector<nn::Parameter*> params;
-    std::size_t pending = 0;  // gradients not yet ready in this backward
+    std::vector<std::string> names;  // state_dict names of params, for errors
+    std::vector<char> ready;         // params whose gradient is ready in this backward
+    std::size_t pending = 0;         // gradients not yet ready in this backward
     std::unique_ptr<Request> request;
   };
 
   void build_buckets();
-  void on_grad_ready(std::size_t bucket_index);
+  void on_grad_ready(std::size_t bucket_index, std::size_t param_index);
+  // Re-arms every bucket for the next backward.
+  void reset_buckets();
   void launch(Bucket& bucket);
   void broadcast_state();
 

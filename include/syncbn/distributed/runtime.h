@@ -45,6 +45,9 @@ class Runtime {
 // Prints "rank R: message" to stderr (R = world rank; only the message when MPI is not running)
 // and ends the job: MPI_Abort(MPI_COMM_WORLD, exit_code) when the world has several ranks, so
 // that the others stop within seconds; with one rank, MPI_Finalize and exit(exit_code).
+// Called on a thread other than MPI's main thread (the communication watchdog), it makes no MPI
+// call (MPI_THREAD_FUNNELED) and ends the process with _Exit(exit_code): the launcher then ends
+// the other ranks.
 [[noreturn]] void abort_job(const std::string& message, int exit_code = 1);
 
 // Runs body and returns its result; an exception (syncbn::Error or any other) goes to

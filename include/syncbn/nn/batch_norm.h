@@ -80,7 +80,8 @@ class BatchNorm : public Module {
     double* s2() const { return data + channels; }
     double* count() const { return data + 2 * channels; }
   };
-  // Backward, 2C values [sum_dy(C), sum_dy_xhat(C)].
+  // Backward, 2C values [sum_dy(C), sum_dy_xhat(C)], written over s1 and s2: the forward's
+  // total count n stays in the last slot, where the backward kernel reads it on the device.
   struct BackwardStats {
     double* data;
     int64_t channels;
@@ -94,9 +95,8 @@ class BatchNorm : public Module {
   // The collective hooks. A local batch norm does nothing; SyncBatchNorm allreduces (sum) over
   // its group. Called on every training step, also with an empty local batch (zeros), so that
   // every rank joins the collective. Afterwards the buffer must hold the group totals.
-  // reduce_forward_stats returns whether it changed them: only then is the total count read
-  // back from stats.count() (a device-to-host copy, which a local batch norm on the GPU need
-  // not wait for).
+  // reduce_forward_stats returns whether it changed them. The count stays on the device: the
+  // n <= 1 check needs the total only where the local count is <= 1 (then it is read back).
   virtual bool reduce_forward_stats(ForwardStats /*stats*/) { return false; }
   virtual void reduce_backward_stats(BackwardStats /*stats*/) {}
 
@@ -111,13 +111,16 @@ class BatchNorm : public Module {
   bool uses_batch_stats() const { return is_training() || !options_.track_running_stats(); }
   // Batch statistics of x into saved_mean_ / saved_invstd_: local shifted sums,
   // reduce_forward_stats, the count check, then finalize (with the running-statistics update
-  // when training and tracking). Sets total_count_.
+  // when training and tracking).
   void compute_batch_stats(const Tensor& x);
   // saved_mean_ / saved_invstd_ from the running statistics (evaluation).
   void load_running_stats();
-  // Throws the "Expected more than 1 value per channel when training" error unless
-  // total_count > 1. local_shape is this process's input shape.
-  static void check_count(const Shape& local_shape, double local_count, double total_count);
+  // Throws the "Expected more than 1 value per channel when training" error unless the total
+  // count over the group is > 1: known on the host when the local count is > 1 or the
+  // statistics were not reduced; else read from stats.count() (a device-to-host copy, made only
+  // on a rank whose own batch has at most one value per channel).
+  static void check_count(const Shape& local_shape, double local_count, bool reduced,
+                          const ForwardStats& stats);
   // y = weight * (x - saved_mean_) * saved_invstd_ + bias.
   Tensor normalize(const Tensor& x) const;
 
@@ -138,8 +141,7 @@ class BatchNorm : public Module {
   Tensor saved_mean_;    // (C)
   Tensor saved_invstd_;  // (C)
   bool saved_batch_stats_ = false;
-  double total_count_ = 0.0;  // n over the sync group
-  // Reused packed statistics: [s1, s2, count] forward, [sum_dy, sum_dy_xhat] backward.
+  // Reused packed statistics: [s1, s2, n] forward, [sum_dy, sum_dy_xhat, n] backward.
   std::shared_ptr<Storage> packed_;
 };
 

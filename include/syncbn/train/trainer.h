@@ -62,7 +62,10 @@ struct TrainResult {
 };
 
 // The device this rank trains on: for CUDA, GPU local_rank % visible devices (docs/DESIGN.md §5).
-Device resolve_device(const std::string& name, int local_rank);
+// "auto" is CUDA when a device is visible, else the CPU; a broken CUDA installation (e.g. a
+// driver too old for the runtime) throws instead of falling back. `why`, when given, receives
+// the reason in words, which syncbn-train prints on rank 0.
+Device resolve_device(const std::string& name, int local_rank, std::string* why = nullptr);
 
 // Runs the whole training on this rank of `world` (a world of one without mpirun).
 TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Communicator> world);
