@@ -170,6 +170,17 @@ TEST(TrainCliTest, SyntheticRunWritesMetricsAndCheckpoint) {
 const std::string kTinyRun =
     "--dataset synthetic --synthetic-samples 64 --synthetic-shape 1,8,8 --batch-size 16 ";
 
+TEST(TrainCliTest, IdxHeaderWhoseDimensionsOverflowIsAnErrorNotACrash) {
+  const fs::path dir = make_data_dir("overflow", 10, 10);
+  // 0xFFFFFFFF^3 bytes claimed: the 64-bit product wraps.
+  std::string header;
+  write_u32(header, 0x803);
+  for (int d = 0; d < 3; ++d) write_u32(header, 0xFFFFFFFFu);
+  write_gz(dir / "train-images-idx3-ubyte.gz", header + "tiny");
+  expect_error("--data-dir " + dir.string(), "overflows a 64-bit size");
+  fs::remove_all(dir);
+}
+
 TEST(TrainCliTest, SyntheticShapeWhoseProductOverflowsIsAnErrorNotACrash) {
   // 2^32 x 2^32 x 4 wraps a 64-bit product to 0; 2^21 cubed to a negative number.
   expect_error("--dataset synthetic --synthetic-shape 4294967296,4294967296,4",
