@@ -52,7 +52,9 @@ struct TrainConfig {
 
   // The settings that must agree on every rank, as (name, value) pairs.
   std::vector<std::pair<std::string, std::string>> settings() const;
-  // Throws syncbn::Error naming the first invalid setting.
+  // Throws syncbn::Error naming the first invalid setting: the flag, the value and the allowed
+  // range for numbers (finite reals; counts bounded so that their products cannot overflow),
+  // and any synthetic shape whose element or byte count overflows 64 bits.
   void validate() const;
 };
 
@@ -64,7 +66,10 @@ struct TrainResult {
 // The device this rank trains on: for CUDA, GPU local_rank % visible devices (docs/DESIGN.md §5).
 Device resolve_device(const std::string& name, int local_rank);
 
-// Runs the whole training on this rank of `world` (a world of one without mpirun).
+// Runs the whole training on this rank of `world` (a world of one without mpirun). Throws
+// syncbn::Error before training when rank 0 cannot write --save or --metrics, and stops on
+// every rank at the same step when a loss is not finite ("training diverged at step K"), with
+// no checkpoint written.
 TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Communicator> world);
 
 }  // namespace syncbn::train
