@@ -10,6 +10,7 @@
 
 #include "cuda/runtime.h"
 #include "syncbn/error.h"
+#include "util/format.h"
 
 namespace syncbn {
 
@@ -58,7 +59,8 @@ class HostBlockCache {
       }
     }
     void* ptr = std::aligned_alloc(kAlignment, size);
-    if (!ptr) throw std::bad_alloc();
+    SYNCBN_CHECK(ptr != nullptr, "out of memory allocating ", byte_size_str(double(bytes)), " (",
+                 bytes, " bytes) on the CPU");
     if (size >= kMinCached) {
       std::lock_guard<std::mutex> lock(mutex_);
       live_[ptr] = size;

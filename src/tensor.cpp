@@ -4,16 +4,16 @@
 #include <sstream>
 
 #include "syncbn/error.h"
+#include "util/checked.h"
+#include "util/format.h"
 
 namespace syncbn {
 
 int64_t shape_numel(const Shape& shape) {
-  int64_t n = 1;
   for (int64_t d : shape) {
     SYNCBN_CHECK(d >= 0, "negative dimension in shape ", shape_str(shape));
-    n *= d;
   }
-  return n;
+  return checked_product(shape, "tensor shape " + shape_str(shape));
 }
 
 std::string shape_str(const Shape& shape) {
@@ -33,8 +33,13 @@ Tensor Tensor::empty(const Shape& shape, Device device) {
   Tensor t;
   t.shape_ = shape;
   t.numel_ = shape_numel(shape);
-  t.storage_ =
-      std::make_shared<Storage>(device, static_cast<std::size_t>(t.numel_) * sizeof(float));
+  const int64_t bytes = checked_mul(t.numel_, sizeof(float), "bytes of tensor " + shape_str(shape));
+  try {
+    t.storage_ = std::make_shared<Storage>(device, static_cast<std::size_t>(bytes));
+  } catch (const Error& e) {
+    SYNCBN_FAIL("tensor of shape ", shape_str(shape), " (", byte_size_str(double(bytes)),
+                "): ", e.what());
+  }
   return t;
 }
 
@@ -96,7 +101,7 @@ Tensor Tensor::reshape(Shape shape) const {
       SYNCBN_CHECK(inferred < 0, "reshape: more than one -1 in ", shape_str(shape));
       inferred = static_cast<int>(i);
     } else {
-      known *= shape[i];
+      known = checked_mul(known, shape[i], "reshape to " + shape_str(shape));
     }
   }
   if (inferred >= 0) {

@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include "syncbn/distributed/communicator.h"
@@ -21,6 +23,64 @@ using syncbn::train::TrainConfig;
 
 namespace {
 
+// Config lines longer than this are not settings but a wrong or damaged file.
+constexpr std::size_t kMaxConfigLineBytes = 4096;
+// --threads: OpenMP thread teams far beyond the cores of any node fail inside the runtime.
+constexpr int kMaxThreads = 1024;
+
+// The text of a --config file, after checking that every line is short text: Boost would echo a
+// bad line whole in its error, however long or binary.
+std::string read_config_file(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  SYNCBN_CHECK(file.good(), "cannot open config file '", path, "'");
+  std::ostringstream content;
+  content << file.rdbuf();
+  const std::string text = content.str();
+  std::istringstream lines(text);
+  std::string line;
+  for (int64_t number = 1; std::getline(lines, line); ++number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    SYNCBN_CHECK(line.size() <= kMaxConfigLineBytes, "config file '", path, "' line ", number,
+                 " is too long (", line.size(), " bytes, at most ", kMaxConfigLineBytes,
+                 "): ", syncbn::quote_brief(line));
+    for (std::size_t column = 0; column < line.size(); ++column) {
+      const auto byte = static_cast<unsigned char>(line[column]);
+      SYNCBN_CHECK((byte >= 0x20 && byte != 0x7F) || byte == '\t', "config file '", path, "' line ",
+                   number, " holds a control byte ", syncbn::quote_brief(line.substr(column, 1)),
+                   " at column ", column + 1, ", not text: ", syncbn::quote_brief(line));
+    }
+  }
+  return text;
+}
+
+// Boost's message with every quoted part ('value', 'line') shortened and escaped: a 10 kB value
+// on the command line is quoted in 80 characters.
+std::string brief_boost_message(const std::string& message) {
+  std::string out;
+  std::size_t at = 0;
+  while (at < message.size()) {
+    const std::size_t open = message.find('\'', at);
+    const std::size_t close = open == std::string::npos ? open : message.find('\'', open + 1);
+    if (close == std::string::npos) {
+      out += message.substr(at);
+      break;
+    }
+    out += message.substr(at, open - at);
+    out += syncbn::quote_brief(std::string_view(message).substr(open + 1, close - open - 1));
+    at = close + 1;
+  }
+  return out;
+}
+
+uint64_t parse_seed(const std::string& text) {
+  uint64_t seed = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), seed);
+  SYNCBN_CHECK(error == std::errc() && end == text.data() + text.size() && !text.empty(),
+               "--seed must be an integer in 0..", std::numeric_limits<uint64_t>::max(), ", got ",
+               syncbn::quote_brief(text));
+  return seed;
+}
+
 std::vector<int64_t> parse_shape(const std::string& text) {
   std::vector<int64_t> shape;
   std::stringstream in(text);
@@ -34,10 +94,12 @@ std::vector<int64_t> parse_shape(const std::string& text) {
       used = 0;
     }
     SYNCBN_CHECK(used == part.size() && !part.empty() && value > 0,
-                 "--synthetic-shape must be three positive integers C,H,W, got '", text, "'");
+                 "--synthetic-shape must be three positive integers C,H,W, got ",
+                 syncbn::quote_brief(text));
     shape.push_back(value);
   }
-  SYNCBN_CHECK(shape.size() == 3, "--synthetic-shape must be C,H,W, got '", text, "'");
+  SYNCBN_CHECK(shape.size() == 3, "--synthetic-shape must be C,H,W, got ",
+               syncbn::quote_brief(text));
   return shape;
 }
 
@@ -45,6 +107,7 @@ std::vector<int64_t> parse_shape(const std::string& text) {
 bool parse_flags(int argc, char** argv, TrainConfig& c, int& threads, bool leader) {
   std::string synthetic_shape = "1,28,28";
   std::string config_file;
+  std::string seed = std::to_string(c.seed);
   bool no_progress = false, no_decay_norm_and_bias = false;
   po::options_description options("syncbn-train options");
   // clang-format off
@@ -71,7 +134,7 @@ bool parse_flags(int argc, char** argv, TrainConfig& c, int& threads, bool leade
     ("schedule", po::value(&c.schedule)->default_value(c.schedule), "constant | step | cosine")
     ("warmup-epochs", po::value(&c.warmup_epochs)->default_value(c.warmup_epochs, syncbn::shortest_repr(c.warmup_epochs)), "linear warmup length in epochs")
     ("init", po::value(&c.init)->default_value(c.init), "kaiming | xavier | small | large | zeros")
-    ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the data order, the initialisation and the synthetic data")
+    ("seed", po::value(&seed)->default_value(seed), "seed of the data order, the initialisation and the synthetic data")
     ("threads", po::value(&threads)->default_value(0), "CPU threads per rank (0 = cores / ranks on this node)")
     ("eval-batch-size", po::value(&c.eval_batch_size)->default_value(c.eval_batch_size), "batch size of evaluation")
     ("broadcast-buffers", po::bool_switch(&c.broadcast_buffers), "broadcast BN buffers from rank 0 each step (local BN)")
@@ -89,20 +152,20 @@ bool parse_flags(int argc, char** argv, TrainConfig& c, int& threads, bool leade
       return false;
     }
     if (vm.count("config")) {
-      const std::string path = vm["config"].as<std::string>();
-      std::ifstream file(path);
-      SYNCBN_CHECK(file.good(), "cannot open config file '", path, "'");
+      std::istringstream file(read_config_file(vm["config"].as<std::string>()));
       // Stored after the command line: Boost keeps the first value, so the command line wins.
       po::store(po::parse_config_file(file, options), vm);
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    SYNCBN_FAIL(e.what(), " (see --help)");
+    SYNCBN_FAIL(brief_boost_message(e.what()), " (see --help)");
   }
   c.synthetic_shape = parse_shape(synthetic_shape);
+  c.seed = parse_seed(seed);
   c.decay_norm_and_bias = !no_decay_norm_and_bias;
   c.progress = !no_progress;
-  SYNCBN_CHECK(threads >= 0, "--threads must be >= 0, got ", threads);
+  SYNCBN_CHECK(threads >= 0 && threads <= kMaxThreads, "--threads must be an integer in 0..",
+               kMaxThreads, " (0 = cores / ranks on this node), got ", threads);
   return true;
 }
 

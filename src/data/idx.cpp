@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "syncbn/error.h"
+#include "util/checked.h"
 
 namespace syncbn::data {
 
@@ -22,8 +23,9 @@ constexpr uint8_t kUnsignedByte = 0x08;
 // Larger than any dataset we would hold in memory: a header that claims more is corrupt.
 constexpr int64_t kMaxIdxBytes = int64_t{1} << 40;
 // Data is read in pieces of at most this much growth, so a corrupt header that claims a huge
-// size cannot make us allocate it before the file proves to be that long.
-constexpr int64_t kFirstReadBytes = int64_t{256} << 20;
+// size cannot make us allocate it before the file proves to be that long (Fashion-MNIST's
+// largest file, 47 MB, still fits the first piece).
+constexpr int64_t kFirstReadBytes = int64_t{64} << 20;
 
 std::string hex32(uint32_t value) {
   char text[16];
@@ -93,6 +95,10 @@ class GzFile {
     return total;
   }
 
+  // True when the file is not gzip-compressed and zlib passes its bytes through (valid after the
+  // first read).
+  bool raw() { return gzdirect(file_) == 1; }
+
   // True when the data ended because a gzip stream was cut short (not at a clean end).
   bool gzip_cut_short() {
     int code = 0;
@@ -158,13 +164,26 @@ IdxArray read_idx(const std::string& path, int expected_ndim) {
     const uint8_t* s = &sizes[static_cast<std::size_t>(4 * d)];
     const int64_t dim = int64_t{s[0]} << 24 | int64_t{s[1]} << 16 | int64_t{s[2]} << 8 | s[3];
     array.dims.push_back(dim);
-    // Checked before multiplying: dim < 2^32 and expected_bytes <= 2^40 cannot overflow.
-    expected_bytes *= dim;
+    expected_bytes = checked_mul(expected_bytes, dim, path + ": header dimensions");
     SYNCBN_CHECK(expected_bytes <= kMaxIdxBytes, path, ": header declares dimensions ",
                  shape_str(array.dims), "..., more than ", kMaxIdxBytes, " bytes; corrupt header");
   }
 
-  // One large read for the common case; geometric growth only if the header claims > 256 MiB.
+  const int64_t header_bytes = 4 + 4 * int64_t{ndim};
+  if (file.raw()) {
+    // A raw file's size is known: a header that claims more than the file holds fails here,
+    // before anything is allocated.
+    std::error_code ec;
+    const auto file_bytes = static_cast<int64_t>(fs::file_size(path, ec));
+    if (!ec && file_bytes - header_bytes < expected_bytes) {
+      SYNCBN_FAIL(path, ": expected ", expected_bytes,
+                  " bytes of data after the header (dimensions ", shape_str(array.dims),
+                  "), file has ", file_bytes - header_bytes,
+                  "; the file is truncated, get it again");
+    }
+  }
+
+  // One large read for the common case; geometric growth only if the header claims > 64 MiB.
   int64_t have = 0;
   while (have < expected_bytes) {
     const int64_t target = std::min(expected_bytes, std::max(kFirstReadBytes, 2 * have));

@@ -4,6 +4,7 @@
 
 #include "syncbn/error.h"
 #include "syncbn/random.h"
+#include "util/checked.h"
 
 namespace syncbn::data {
 
@@ -31,17 +32,29 @@ void check_options(const SyntheticOptions& o) {
 
 Dataset make_synthetic(const SyntheticOptions& options, bool train) {
   check_options(options);
-  const int64_t sample_numel = options.channels() * options.height() * options.width();
-
-  std::vector<float> prototypes(static_cast<std::size_t>(options.classes() * sample_numel));
-  Generator prototype_generator(derive_seed(options.seed(), kPrototypeStream));
-  for (float& p : prototypes) p = static_cast<float>(prototype_generator.normal());
-
+  const int64_t sample_numel =
+      checked_product({options.channels(), options.height(), options.width()},
+                      "synthetic dataset: sample shape C x H x W");
+  // The whole split must have a size before anything is allocated or generated.
+  checked_mul(
+      checked_mul(options.samples(), sample_numel, "synthetic dataset: samples x C x H x W"),
+      sizeof(float), "synthetic dataset: bytes of samples x C x H x W");
   Dataset dataset;
-  dataset.name = train ? "synthetic-train" : "synthetic-test";
-  dataset.num_classes = options.classes();
+  // Allocated first: a split too large for memory fails before any prototype is generated.
   dataset.images =
       Tensor::empty({options.samples(), options.channels(), options.height(), options.width()});
+  // One prototype per class; a tensor, so that a shape too large for memory is reported with its
+  // size.
+  Tensor prototypes =
+      Tensor::empty({options.classes(), options.channels(), options.height(), options.width()});
+  Generator prototype_generator(derive_seed(options.seed(), kPrototypeStream));
+  float* prototype_values = prototypes.data();
+  for (int64_t k = 0; k < prototypes.numel(); ++k) {
+    prototype_values[k] = static_cast<float>(prototype_generator.normal());
+  }
+
+  dataset.name = train ? "synthetic-train" : "synthetic-test";
+  dataset.num_classes = options.classes();
   dataset.labels.resize(static_cast<std::size_t>(options.samples()));
 
   const uint64_t split_seed = derive_seed(options.seed(), train ? kTrainStream : kTestStream);
@@ -57,7 +70,7 @@ Dataset make_synthetic(const SyntheticOptions& options, bool train) {
     const auto label =
         static_cast<int32_t>(generator.below(static_cast<uint64_t>(options.classes())));
     labels[i] = label;
-    const float* prototype = prototypes.data() + label * sample_numel;
+    const float* prototype = prototype_values + label * sample_numel;
     float* x = images + i * sample_numel;
     for (int64_t k = 0; k < sample_numel; ++k) {
       x[k] = static_cast<float>((prototype[k] + noise * generator.normal()) * scale);

@@ -1,8 +1,14 @@
 #include "syncbn/train/trainer.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <type_traits>
@@ -23,6 +29,7 @@
 #include "syncbn/optim/sgd.h"
 #include "syncbn/train/checkpoint.h"
 #include "syncbn/train/safetensors.h"
+#include "util/checked.h"
 #include "util/clock.h"
 #include "util/format.h"
 
@@ -105,6 +112,48 @@ EvalResult evaluate(nn::Module& model, const data::Dataset& test, dist::Communic
   return {totals[0] / std::max(1.0, totals[2]), totals[1] / std::max(1.0, totals[2])};
 }
 
+// Fails now, not after hours of training, when `path` cannot be written. --metrics is opened for
+// appending (created if absent, as the first epoch would); for --save a scratch file is created
+// and removed next to it, since the checkpoint is written to a temporary file and renamed.
+void check_output_path(const std::string& flag, const std::string& path, bool append) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  SYNCBN_CHECK(!fs::is_directory(path, ec), flag, " ", path, ": is a directory, expected a file");
+  const fs::path parent = fs::path(path).parent_path();
+  const fs::path directory = parent.empty() ? fs::path(".") : parent;
+  SYNCBN_CHECK(fs::is_directory(directory, ec), flag, " ", path, ": directory ", directory.string(),
+               " does not exist");
+  if (append) {
+    errno = 0;
+    std::FILE* file = std::fopen(path.c_str(), "a");
+    SYNCBN_CHECK(file != nullptr, flag, " ", path, ": cannot open for appending (",
+                 std::strerror(errno), ")");
+    std::fclose(file);
+    return;
+  }
+  const std::string scratch = path + ".write-check." + std::to_string(getpid());
+  const int fd = ::open(scratch.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  SYNCBN_CHECK(fd >= 0, flag, " ", path, ": cannot create files in ", directory.string(), " (",
+               std::strerror(errno), ")");
+  ::close(fd);
+  ::unlink(scratch.c_str());
+}
+
+// Stops the run when the loss of this step is not finite on any rank. Each rank's loss is the
+// mean over its own batch, so ranks can disagree: one allreduce of [nan count, inf count] makes
+// every rank stop at the same step (before backward, whose collectives all ranks must join).
+void check_finite_loss(double loss, dist::Communicator& world, int64_t step, int64_t epoch,
+                       double base_lr) {
+  double bad[2] = {std::isnan(loss) ? 1.0 : 0.0, std::isinf(loss) ? 1.0 : 0.0};
+  world.allreduce_sum(bad, 2, dist::DataType::kFloat64);
+  if (bad[0] == 0 && bad[1] == 0) return;
+  SYNCBN_FAIL(
+      "training diverged at step ", step, " (epoch ", epoch, "): loss is ",
+      bad[0] > 0 ? "nan" : "inf", " on ", static_cast<int64_t>(bad[0] + bad[1]), " of ",
+      world.size(), " rank(s); lower --lr (now ", shortest_repr(base_lr),
+      "), add --warmup-epochs or use a normalisation layer (--norm); no checkpoint written");
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, std::string>> TrainConfig::settings() const {
@@ -143,30 +192,73 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::settings() const {
           {"device", device}};
 }
 
+namespace {
+
+// Upper bounds of the numeric flags: far beyond any real run, and low enough that the products
+// built from them (epochs x steps per epoch, KiB x 1024, batch x ranks) cannot overflow.
+constexpr int64_t kMaxBatch = int64_t{1} << 30;
+constexpr int64_t kMaxEpochs = 1'000'000;
+constexpr int64_t kMaxSteps = int64_t{1} << 50;
+constexpr int64_t kMaxSamples = int64_t{1} << 40;
+constexpr int64_t kMaxClasses = (int64_t{1} << 31) - 1;  // labels are int32
+constexpr int64_t kMaxBucketKib = int64_t{1} << 30;      // 1 TiB
+constexpr int64_t kMaxSyncGroup = int64_t{1} << 20;
+
+void check_range(const char* flag, int64_t value, int64_t low, int64_t high,
+                 const char* note = "") {
+  SYNCBN_CHECK(value >= low && value <= high, flag, " must be an integer in ", low, "..", high,
+               note, ", got ", value);
+}
+
+void check_range(const char* flag, double value, double low, double high) {
+  SYNCBN_CHECK(std::isfinite(value) && value >= low && value <= high, flag,
+               " must be a finite number in [", shortest_repr(low), ", ", shortest_repr(high),
+               "], got ", shortest_repr(value));
+}
+
+}  // namespace
+
 void TrainConfig::validate() const {
-  SYNCBN_CHECK(batch_size > 0, "--batch-size must be a positive integer, got ", batch_size);
-  SYNCBN_CHECK(epochs > 0, "--epochs must be a positive integer, got ", epochs);
-  SYNCBN_CHECK(steps >= 0, "--steps must be 0 (no cap) or positive, got ", steps);
-  SYNCBN_CHECK(std::isfinite(lr) && lr >= 0, "--lr must be a non-negative number, got ", lr);
-  SYNCBN_CHECK(std::isfinite(momentum) && momentum >= 0, "--momentum must be >= 0, got ", momentum);
-  SYNCBN_CHECK(std::isfinite(weight_decay) && weight_decay >= 0,
-               "--weight-decay must be >= 0, got ", weight_decay);
-  SYNCBN_CHECK(warmup_epochs >= 0, "--warmup-epochs must be >= 0, got ", warmup_epochs);
-  SYNCBN_CHECK(sync_group_size >= 0, "--sync-group-size must be >= 0, got ", sync_group_size);
-  SYNCBN_CHECK(eval_batch_size > 0, "--eval-batch-size must be positive, got ", eval_batch_size);
-  SYNCBN_CHECK(first_bucket_kib > 0 && bucket_kib > 0, "bucket sizes must be positive");
-  SYNCBN_CHECK(dataset == "fashion-mnist" || dataset == "synthetic", "unknown dataset '", dataset,
-               "': expected fashion-mnist or synthetic");
+  check_range("--batch-size", batch_size, 1, kMaxBatch);
+  check_range("--eval-batch-size", eval_batch_size, 1, kMaxBatch);
+  check_range("--epochs", epochs, 1, kMaxEpochs);
+  check_range("--steps", steps, 0, kMaxSteps, " (0 = no cap)");
+  check_range("--lr", lr, 0.0, 1e6);
+  check_range("--momentum", momentum, 0.0, 1.0);
+  check_range("--weight-decay", weight_decay, 0.0, 1e6);
+  check_range("--warmup-epochs", warmup_epochs, 0.0, static_cast<double>(kMaxEpochs));
+  check_range("--sync-group-size", sync_group_size, 0, kMaxSyncGroup, " (0 = all ranks)");
+  check_range("--synthetic-samples", synthetic_samples, 1, kMaxSamples);
+  check_range("--synthetic-classes", synthetic_classes, 2, kMaxClasses);
+  check_range("--bucket-kib", bucket_kib, 1, kMaxBucketKib);
+  check_range("first bucket size (KiB)", first_bucket_kib, 1, kMaxBucketKib);
+  SYNCBN_CHECK(dataset == "fashion-mnist" || dataset == "synthetic", "unknown dataset ",
+               quote_brief(dataset), ": expected fashion-mnist or synthetic");
   SYNCBN_CHECK(synthetic_shape.size() == 3, "--synthetic-shape must be C,H,W, got '",
                join_shape(synthetic_shape), "'");
+  for (int64_t size : synthetic_shape) {
+    SYNCBN_CHECK(size > 0, "--synthetic-shape must be three positive integers C,H,W, got '",
+                 join_shape(synthetic_shape), "'");
+  }
+  // Every sample and the whole dataset (samples x C x H x W floats) must have a size.
+  const int64_t sample_numel = checked_product(synthetic_shape, "--synthetic-shape C x H x W");
+  checked_mul(checked_mul(synthetic_samples, sample_numel, "--synthetic-samples x C x H x W"),
+              sizeof(float), "--synthetic-samples x C x H x W floats");
   bool known_model = false;
   for (const auto& name : nn::model_names()) known_model |= name == model;
-  SYNCBN_CHECK(known_model, "unknown model '", model, "': expected one of mlp, cnn, resnet");
+  SYNCBN_CHECK(known_model, "unknown model ", quote_brief(model),
+               ": expected one of mlp, cnn, resnet");
+  // The parsers below quote a wrong name whole; no name is longer than this.
+  for (const auto& [flag, name] : {std::pair<const char*, const std::string&>{"--norm", norm},
+                                   {"--init", init},
+                                   {"--schedule", schedule}}) {
+    SYNCBN_CHECK(name.size() <= 64, "unknown ", flag, " ", quote_brief(name));
+  }
   nn::parse_norm_kind(norm);
   nn::parse_init_scheme(init);
   optim::parse_schedule_kind(schedule);
-  SYNCBN_CHECK(device == "auto" || device == "cpu" || device == "cuda", "unknown device '", device,
-               "': expected auto, cpu or cuda");
+  SYNCBN_CHECK(device == "auto" || device == "cpu" || device == "cuda", "unknown device ",
+               quote_brief(device), ": expected auto, cpu or cuda");
 }
 
 Device resolve_device(const std::string& name, int local_rank, std::string* why) {
@@ -199,9 +291,14 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   config.validate();
   dist::check_consistent(*world, config.settings(), "training configuration");
   const bool leader = world->rank() == 0;
+  if (leader) {
+    if (!config.save.empty()) check_output_path("--save", config.save, /*append=*/false);
+    if (!config.metrics.empty()) check_output_path("--metrics", config.metrics, /*append=*/true);
+  }
   std::string device_reason;
   const Device device = resolve_device(config.device, world->local_rank(), &device_reason);
-  if (leader) std::printf("device: %s (%s)\n", device.str().c_str(), device_reason.c_str());
+  if (leader) std::printf("device: %s (%s)
+", device.str().c_str(), device_reason.c_str());
   set_current_device(device);
 
   Data data = load_data(config);
@@ -279,6 +376,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
       optimizer.zero_grad();
       Tensor logits = ddp.forward(batch.images);
       const double loss = criterion.forward(logits, batch.labels);
+      check_finite_loss(loss, *world, result.steps + 1, epoch + 1, config.lr);
       ddp.backward(criterion.backward());
       optimizer.step();
       ++result.steps;
@@ -300,6 +398,11 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     m.train_loss = totals[0] / std::max(1.0, totals[2]);
     m.train_accuracy = totals[1] / std::max(1.0, totals[2]);
     const EvalResult eval = evaluate(*model, data.test, *world, config.eval_batch_size, device);
+    // The evaluation is reduced over all ranks, so every rank takes this branch together: the
+    // last step can leave non-finite weights behind a finite training loss.
+    SYNCBN_CHECK(std::isfinite(eval.loss), "training diverged at step ", result.steps, " (epoch ",
+                 epoch + 1, "): the test loss after it is ", std::isnan(eval.loss) ? "nan" : "inf",
+                 "; lower --lr (now ", shortest_repr(config.lr), "); no checkpoint written");
     m.test_loss = eval.loss;
     m.test_accuracy = eval.accuracy;
     m.images_per_second = totals[2] / std::max(1e-9, seconds);

@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 
 namespace syncbn {
 
@@ -37,6 +39,35 @@ std::string python_float_repr(double value) {
     }
   }
   return sign + out;
+}
+
+std::string quote_brief(std::string_view text, std::size_t max_chars) {
+  std::string out = "'";
+  std::size_t shown = 0;
+  for (; shown < text.size(); ++shown) {
+    const auto byte = static_cast<unsigned char>(text[shown]);
+    char piece[8] = {static_cast<char>(byte), 0};
+    if (byte < 0x20 || byte >= 0x7F || byte == '\\') {
+      std::snprintf(piece, sizeof piece, "\\x%02X", byte);
+    }
+    if (out.size() - 1 + std::strlen(piece) > max_chars) break;
+    out += piece;
+  }
+  if (shown == text.size()) return out + "'";
+  return out + "...' (" + std::to_string(text.size()) + " bytes)";
+}
+
+std::string byte_size_str(double bytes) {
+  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  if (bytes < 1024) return std::to_string(static_cast<long long>(bytes)) + " bytes";
+  int unit = -1;
+  while (bytes >= 1024 && unit < 5) {
+    bytes /= 1024;
+    ++unit;
+  }
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.3g %s", bytes, kUnits[unit]);
+  return buffer;
 }
 
 }  // namespace syncbn

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "syncbn/error.h"
 
 namespace syncbn {
@@ -32,6 +34,38 @@ TEST(TensorTest, ReshapeInfersOneDimensionAndRejectsBadShapes) {
   EXPECT_THROW(a.reshape({-1, -1}), Error);
   EXPECT_EQ(a.size(-1), 2);
   EXPECT_THROW(a.size(3), Error);
+}
+
+// The message of the syncbn::Error that fn throws ("" and a test failure if none).
+template <class Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a syncbn::Error";
+  return "";
+}
+
+TEST(TensorTest, ShapeWhoseElementCountOverflowsIsAnError) {
+  // 2^32 x 2^32 elements wrap a 64-bit count to 0.
+  const int64_t big = int64_t{1} << 32;
+  const std::string message = error_of([&] { Tensor::empty({big, big}); });
+  EXPECT_NE(message.find("tensor shape [4294967296, 4294967296]"), std::string::npos) << message;
+  EXPECT_NE(message.find("overflows"), std::string::npos) << message;
+  // 2^31 x 2^31 elements fit, their 2^64 bytes do not.
+  EXPECT_THROW(Tensor::empty({big / 2, big / 2}), Error);
+  EXPECT_THROW(Tensor::zeros({4, 3}).reshape({big, big, -1}), Error);
+}
+
+TEST(TensorTest, OutOfMemoryNamesTheSizeAndTheShape) {
+  // 2^60 floats = 4 EiB: more than any address space.
+  const std::string message = error_of([] { Tensor::empty({int64_t{1} << 30, int64_t{1} << 30}); });
+  EXPECT_NE(message.find("out of memory allocating 4 EiB (4611686018427387904 bytes)"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("[1073741824, 1073741824]"), std::string::npos) << message;
 }
 
 TEST(TensorTest, CudaWithoutBackendOrDeviceIsAClearError) {

@@ -52,7 +52,9 @@ struct TrainConfig {
 
   // The settings that must agree on every rank, as (name, value) pairs.
   std::vector<std::pair<std::string, std::string>> settings() const;
-  // Throws syncbn::Error naming the first invalid setting.
+  // Throws syncbn::Error naming the first invalid setting: the flag, the value and the allowed
+  // range for numbers (finite reals; counts bounded so that their products cannot overflow),
+  // and any synthetic shape whose element or byte count overflows 64 bits.
   void validate() const;
 };
 
@@ -67,7 +69,10 @@ struct TrainResult {
 // the reason in words, which syncbn-train prints on rank 0.
 Device resolve_device(const std::string& name, int local_rank, std::string* why = nullptr);
 
-// Runs the whole training on this rank of `world` (a world of one without mpirun).
+// Runs the whole training on this rank of `world` (a world of one without mpirun). Throws
+// syncbn::Error before training when rank 0 cannot write --save or --metrics, and stops on
+// every rank at the same step when a loss is not finite ("training diverged at step K"), with
+// no checkpoint written.
 TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Communicator> world);
 
 }  // namespace syncbn::train

@@ -166,4 +166,94 @@ TEST(TrainCliTest, SyntheticRunWritesMetricsAndCheckpoint) {
   fs::remove_all(dir);
 }
 
+// A small synthetic run: a few steps of the MLP on 8x8 samples.
+const std::string kTinyRun =
+    "--dataset synthetic --synthetic-samples 64 --synthetic-shape 1,8,8 --batch-size 16 ";
+
+TEST(TrainCliTest, IdxHeaderWhoseDimensionsOverflowIsAnErrorNotACrash) {
+  const fs::path dir = make_data_dir("overflow", 10, 10);
+  // 0xFFFFFFFF^3 bytes claimed: the 64-bit product wraps.
+  std::string header;
+  write_u32(header, 0x803);
+  for (int d = 0; d < 3; ++d) write_u32(header, 0xFFFFFFFFu);
+  write_gz(dir / "train-images-idx3-ubyte.gz", header + "tiny");
+  expect_error("--data-dir " + dir.string(), "overflows a 64-bit size");
+  fs::remove_all(dir);
+}
+
+TEST(TrainCliTest, SyntheticShapeWhoseProductOverflowsIsAnErrorNotACrash) {
+  // 2^32 x 2^32 x 4 wraps a 64-bit product to 0; 2^21 cubed to a negative number.
+  expect_error("--dataset synthetic --synthetic-shape 4294967296,4294967296,4",
+               "overflows a 64-bit size");
+  expect_error("--dataset synthetic --synthetic-shape 2097152,2097152,2097152",
+               "overflows a 64-bit size");
+}
+
+TEST(TrainCliTest, SyntheticShapeTooLargeForMemoryNamesTheSize) {
+  expect_error("--dataset synthetic --synthetic-shape 1,100000,100000", "out of memory allocating");
+}
+
+TEST(TrainCliTest, NumericFlagsOutOfRangeNameTheFlagAndTheRange) {
+  expect_error("--threads 70000", "--threads must be an integer in 0..1024");
+  expect_error("--threads=-1", "--threads");
+  expect_error("--seed=-1", "--seed must be an integer in 0..18446744073709551615, got '-1'");
+  expect_error("--epochs 0", "--epochs must be an integer in 1..");
+  expect_error("--momentum 2", "--momentum must be a finite number in [0, 1], got 2");
+  expect_error("--warmup-epochs nan", "--warmup-epochs");
+  expect_error("--bucket-kib 0", "--bucket-kib");
+}
+
+TEST(TrainCliTest, DivergedRunStopsAtOnceAndWritesNoCheckpoint) {
+  const fs::path dir = fs::temp_directory_path() / ("syncbn_cli_nan" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const fs::path save = dir / "w.safetensors";
+  const fs::path metrics = dir / "m.jsonl";
+  const ProcessResult run = run_train(kTinyRun + "--norm none --lr 1e3 --epochs 50 --save " +
+                                      save.string() + " --metrics " + metrics.string());
+  EXPECT_NE(run.exit_code, 0) << run.output;
+  EXPECT_LT(run.exit_code, 124) << run.output;
+  EXPECT_NE(run.output.find("training diverged at step"), std::string::npos) << run.output;
+  EXPECT_EQ(run.output.find("saved"), std::string::npos) << run.output;
+  EXPECT_FALSE(fs::exists(save));
+  // Every metrics line that was written is valid JSON without NaN literals.
+  std::ifstream lines(metrics);
+  std::string line;
+  while (std::getline(lines, line)) EXPECT_EQ(line.find("nan"), std::string::npos) << line;
+  fs::remove_all(dir);
+}
+
+TEST(TrainCliTest, UnwritableOutputPathsFailBeforeTraining) {
+  for (const char* flag : {"--save", "--metrics"}) {
+    const ProcessResult run = run_train(kTinyRun + "--epochs 3 " + flag + " /nonexistent/dir/x");
+    EXPECT_NE(run.exit_code, 0) << run.output;
+    EXPECT_NE(run.output.find(std::string(flag) + " /nonexistent/dir/x"), std::string::npos)
+        << run.output;
+    EXPECT_EQ(run.output.find("epoch 1/"), std::string::npos) << "trained first:\n" << run.output;
+  }
+  expect_error(kTinyRun + "--save /", "is a directory");
+}
+
+TEST(TrainCliTest, OverLongOrBinaryConfigLinesAreQuotedBriefly) {
+  const fs::path cfg =
+      fs::temp_directory_path() / ("syncbn_cli_long" + std::to_string(getpid()) + ".cfg");
+  std::ofstream(cfg) << "model = " << std::string(10240, 'x') << "\n";
+  ProcessResult run = run_train("--config " + cfg.string());
+  EXPECT_NE(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("line 1 is too long"), std::string::npos) << run.output;
+  EXPECT_LT(run.output.size(), 400u) << run.output;
+  std::ofstream(cfg, std::ios::binary)
+      << "model = mlp\nnorm " << std::string("\0\x01\xff", 3) << " = bn\n";
+  run = run_train("--config " + cfg.string());
+  EXPECT_NE(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("line 2"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("\\x00\\x01\\xFF"), std::string::npos) << run.output;
+  // A line short enough to pass, but not a setting: Boost's message, with the line cut short.
+  std::ofstream(cfg) << std::string(3000, 'y') << "\n";
+  run = run_train("--config " + cfg.string());
+  EXPECT_NE(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("(3000 bytes)"), std::string::npos) << run.output;
+  EXPECT_LT(run.output.size(), 400u) << run.output;
+  fs::remove(cfg);
+}
+
 }  // namespace

@@ -228,6 +228,37 @@ TEST(IdxTest, TrailingDataIsAnErrorRawAndGzip) {
   }
 }
 
+TEST(IdxTest, DimensionsWhoseProductOverflowsAreAnErrorNotACrash) {
+  TempDir dir;
+  // (2^32 - 1)^2 wraps a 64-bit product to a negative size; the third dimension would then
+  // wrap it to anything at all.
+  const Bytes file = idx_bytes(0x08, {0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu}, {1, 2, 3});
+  write_raw(dir.file("overflow"), file);
+  write_gz(dir.file("overflow.gz"), file);
+  for (const std::string name : {"overflow", "overflow.gz"}) {
+    const std::string message = error_of([&] { read_idx(dir.file(name), 3); });
+    EXPECT_CONTAINS(message, dir.file(name));
+    EXPECT_CONTAINS(message, "overflows");
+  }
+}
+
+TEST(IdxTest, HeaderClaimingATebibyteOfATinyFileFailsFastWithoutAllocatingIt) {
+  TempDir dir;
+  // 2^20 x 2^10 x 2^10 = 2^40 bytes claimed, 10 present.
+  const Bytes file = idx_bytes(0x08, {1u << 20, 1u << 10, 1u << 10}, counting_bytes(10));
+  write_raw(dir.file("huge"), file);
+  write_gz(dir.file("huge.gz"), file);
+  for (const std::string name : {"huge", "huge.gz"}) {
+    const auto start = std::chrono::steady_clock::now();
+    const std::string message = error_of([&] { read_idx(dir.file(name), 3); });
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_CONTAINS(message, "expected 1099511627776 bytes of data after the header");
+    EXPECT_CONTAINS(message, "file has 10");
+    EXPECT_LT(seconds, 2.0) << name;
+  }
+}
+
 // Writes a Fashion-MNIST-like pair of files; `gz` picks compressed or raw.
 void write_pair(const TempDir& dir, const std::string& prefix, uint32_t n_images, uint32_t n_labels,
                 uint32_t height, uint32_t width, const Bytes& labels, bool gz) {

@@ -152,6 +152,19 @@ TEST(SyntheticTest, InvalidOptionsAreClearErrors) {
   o = small_options();
   o.noise_std(-1.0f);
   expect_error(o, "noise_std");
+  // C x H x W = 2^33 x 2^33 x 2 wraps a 64-bit product to 0.
+  o = small_options();
+  o.channels(int64_t{1} << 33);
+  o.height(int64_t{1} << 33);
+  o.width(2);
+  expect_error(o, "overflows a 64-bit size");
+  // Each sample fits, 2^40 samples of 2^30 floats do not.
+  o = small_options();
+  o.samples(int64_t{1} << 40);
+  o.channels(int64_t{1} << 30);
+  o.height(1);
+  o.width(1);
+  expect_error(o, "samples x C x H x W");
 }
 
 }  // namespace
