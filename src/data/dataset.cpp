@@ -1,5 +1,8 @@
 #include "syncbn/data/dataset.h"
 
+#include <algorithm>
+#include <cstddef>
+
 #include "syncbn/error.h"
 
 namespace syncbn::data {
@@ -37,6 +40,42 @@ std::vector<int64_t> class_counts(const Dataset& dataset) {
     ++counts[static_cast<std::size_t>(label)];
   }
   return counts;
+}
+
+namespace {
+
+// 64-bit FNV-1a: h = (h xor byte) * prime, byte by byte.
+class Fnv1a {
+ public:
+  void add(const void* data, std::size_t bytes) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (std::size_t i = 0; i < bytes; ++i) hash_ = (hash_ ^ p[i]) * 0x100000001b3ULL;
+  }
+  void add(int64_t value) { add(&value, sizeof value); }
+  uint64_t value() const { return hash_; }
+
+ private:
+  uint64_t hash_ = 0xcbf29ce484222325ULL;
+};
+
+}  // namespace
+
+uint64_t fingerprint(const Dataset& dataset) {
+  check_dataset(dataset);
+  Fnv1a hash;
+  const int64_t n = dataset.size();
+  hash.add(n);
+  for (int64_t extent : dataset.sample_shape()) hash.add(extent);
+  hash.add(dataset.num_classes);
+  hash.add(dataset.labels.data(), dataset.labels.size() * sizeof(int32_t));
+  const int64_t numel = dataset.sample_numel();
+  const float* images = dataset.images.data();
+  const int64_t picked = std::min(n, kFingerprintSamples);
+  for (int64_t k = 0; k < picked; ++k) {
+    const int64_t i = k * n / picked;  // evenly spaced, first sample included
+    hash.add(images + i * numel, static_cast<std::size_t>(numel) * sizeof(float));
+  }
+  return hash.value();
 }
 
 }  // namespace syncbn::data

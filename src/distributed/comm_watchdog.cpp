@@ -1,5 +1,6 @@
 #include "distributed/comm_watchdog.h"
 
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -13,17 +14,28 @@ namespace syncbn::dist {
 
 namespace {
 
-// "NCCL allreduce of 1052 float32 elements on communicator of 4 ranks"
+// "NCCL allreduce of 1052 float32 elements on communicator of 4 ranks", "MPI barrier on
+// communicator of 2 ranks"
 std::string describe_collective(const std::string& backend, const std::string& op, int64_t count,
                                 DataType type, int comm_size) {
   std::ostringstream out;
-  out << backend << " " << op << " of " << count << " " << data_type_name(type)
-      << (count == 1 ? " element" : " elements") << " on communicator of " << comm_size
-      << (comm_size == 1 ? " rank" : " ranks");
+  out << backend << " " << op;
+  // A collective without data (MPI barrier, split) is watched with count 0.
+  if (count > 0) {
+    out << " of " << count << " " << data_type_name(type)
+        << (count == 1 ? " element" : " elements");
+  }
+  out << " on communicator of " << comm_size << (comm_size == 1 ? " rank" : " ranks");
   return out.str();
 }
 
+std::atomic<int64_t> g_current_step{-1};
+
 }  // namespace
+
+void set_current_step(int64_t step) { g_current_step.store(step, std::memory_order_relaxed); }
+
+int64_t current_step() { return g_current_step.load(std::memory_order_relaxed); }
 
 double parse_comm_timeout(const char* text) {
   if (text == nullptr || *text == '\0') return kDefaultCommTimeoutSeconds;
@@ -43,10 +55,17 @@ double comm_timeout_seconds() { return parse_comm_timeout(std::getenv("SYNCBN_CO
 std::string stuck_collective_message(const std::string& backend, const std::string& op,
                                      int64_t count, DataType type, int comm_size,
                                      double timeout_seconds) {
+  return stuck_collective_message(backend, op, count, type, comm_size, timeout_seconds, -1);
+}
+
+std::string stuck_collective_message(const std::string& backend, const std::string& op,
+                                     int64_t count, DataType type, int comm_size,
+                                     double timeout_seconds, int64_t step) {
   std::ostringstream out;
   out << describe_collective(backend, op, count, type, comm_size) << " did not complete within "
-      << timeout_seconds
-      << " s; a rank may have failed or stopped, or the ranks called collectives in different "
+      << timeout_seconds << " s";
+  if (step >= 0) out << " at training step " << step;
+  out << "; a rank may have failed or stopped, or the ranks called collectives in different "
          "orders (SYNCBN_COMM_TIMEOUT sets the limit in seconds)";
   return out.str();
 }
@@ -69,7 +88,26 @@ CommWatchdog::~CommWatchdog() {
 void CommWatchdog::watch(const char* op, int64_t count, DataType type, Probe probe) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (failed_) return;  // the job is ending; nothing more to watch
-  entries_.push_back(Entry{op, count, type, Clock::now(), std::move(probe)});
+  entries_.push_back(Entry{op, count, type, Clock::now(), std::move(probe), current_step()});
+}
+
+CommWatchdog::Ticket CommWatchdog::watch_until_done(const char* op, int64_t count, DataType type) {
+  Ticket ticket;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (failed_) return ticket;
+  entries_.push_back(Entry{op, count, type, Clock::now(), Probe(), current_step()});
+  ticket.entry_ = &entries_.back();  // list nodes stay put until the watchdog erases them
+  return ticket;
+}
+
+void CommWatchdog::done(Ticket& ticket) {
+  if (!ticket) return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // After a failure the entries are gone (the list was cleared): nothing to mark.
+    if (!failed_) static_cast<Entry*>(ticket.entry_)->completed = true;
+  }
+  ticket.entry_ = nullptr;
 }
 
 std::size_t CommWatchdog::in_flight() const {
@@ -85,7 +123,9 @@ bool CommWatchdog::failed() const {
 std::string CommWatchdog::check_locked(Clock::time_point now) {
   for (auto it = entries_.begin(); it != entries_.end();) {
     std::string error;
-    const CollectiveState state = it->probe(error);
+    const CollectiveState state = it->probe       ? it->probe(error)
+                                  : it->completed ? CollectiveState::kDone
+                                                  : CollectiveState::kRunning;
     if (state == CollectiveState::kDone) {
       it = entries_.erase(it);
       continue;
@@ -98,7 +138,7 @@ std::string CommWatchdog::check_locked(Clock::time_point now) {
     const double elapsed = std::chrono::duration<double>(now - it->start).count();
     if (options_.timeout_seconds > 0 && elapsed > options_.timeout_seconds) {
       return stuck_collective_message(options_.backend, it->op, it->count, it->type,
-                                      options_.comm_size, options_.timeout_seconds);
+                                      options_.comm_size, options_.timeout_seconds, it->step);
     }
     ++it;
   }

@@ -13,6 +13,10 @@
 // The timeout counts from the moment the collective was handed to the backend (host time), so it
 // includes the wait for the GPU work queued before it and for the slowest rank to join; that is
 // the time a user waits. SYNCBN_COMM_TIMEOUT (seconds, default 300, 0 = no timeout) sets it.
+//
+// The MPI backend watches its collectives through tickets (watch_until_done / done): MPI calls
+// block the calling thread, and MPI_THREAD_FUNNELED forbids the watchdog thread to ask MPI, so
+// the caller itself says when a collective has returned.
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -40,6 +44,15 @@ double comm_timeout_seconds();
 std::string stuck_collective_message(const std::string& backend, const std::string& op,
                                      int64_t count, DataType type, int comm_size,
                                      double timeout_seconds);
+// The same with " at training step 17" after the timeout when step >= 0.
+std::string stuck_collective_message(const std::string& backend, const std::string& op,
+                                     int64_t count, DataType type, int comm_size,
+                                     double timeout_seconds, int64_t step);
+
+// The training step this process is at, for the watchdogs' messages: the trainer sets it before
+// each step; -1 (the initial value) means outside training. One relaxed atomic store or load.
+void set_current_step(int64_t step);
+int64_t current_step();
 
 enum class CollectiveState { kRunning, kDone, kFailed };
 
@@ -75,6 +88,23 @@ class CommWatchdog {
   // Watches a collective from now until its probe reports kDone.
   void watch(const char* op, int64_t count, DataType type, Probe probe);
 
+  // A collective watched until done() is called with its ticket. An empty ticket (the watchdog
+  // has already failed) is fine to pass to done().
+  class Ticket {
+   public:
+    Ticket() = default;
+    explicit operator bool() const { return entry_ != nullptr; }
+
+   private:
+    friend class CommWatchdog;
+    void* entry_ = nullptr;
+  };
+  // Watches a collective from now until done(ticket). Costs what watch() does: one list node.
+  Ticket watch_until_done(const char* op, int64_t count, DataType type);
+  // Marks the collective of `ticket` completed and empties the ticket; a no-op on an empty one.
+  // Every ticket must be passed here before the watchdog is destroyed or it reports a timeout.
+  void done(Ticket& ticket);
+
   // Collectives watched and not yet seen complete (the watchdog forgets them lazily, at its next
   // round). For tests and diagnostics.
   std::size_t in_flight() const;
@@ -88,7 +118,9 @@ class CommWatchdog {
     int64_t count;
     DataType type;
     Clock::time_point start;
-    Probe probe;
+    Probe probe;             // empty for an entry watched through a ticket
+    int64_t step = -1;       // current_step() when the collective was issued
+    bool completed = false;  // set by done() for an entry watched through a ticket
   };
 
   void run();

@@ -1,6 +1,7 @@
 #include "syncbn/distributed/consistency.h"
 
 #include <algorithm>
+#include <iomanip>
 #include <optional>
 #include <sstream>
 
@@ -119,15 +120,14 @@ std::optional<std::string> first_setting_difference(const std::vector<Settings>&
   return std::nullopt;
 }
 
-}  // namespace
-
-void check_consistent(Communicator& comm, const Settings& settings, const std::string& what) {
+// Every rank's settings, indexed by rank. From here on every rank decides from the same gathered
+// data, so all throw or none does.
+std::vector<Settings> gather_settings(Communicator& comm, const Settings& settings) {
   std::string encoded;
   for (const auto& [key, value] : settings) {
     encode_field(encoded, key);
     encode_field(encoded, value);
   }
-  // From here on every rank decides from the same gathered data, so all throw or none does.
   const std::vector<std::string> gathered = comm.allgather_strings(encoded);
   std::vector<Settings> per_rank;
   for (const std::string& text : gathered) {
@@ -138,6 +138,19 @@ void check_consistent(Communicator& comm, const Settings& settings, const std::s
     }
     per_rank.push_back(std::move(decoded));
   }
+  return per_rank;
+}
+
+std::string hex64(uint64_t value) {
+  std::ostringstream out;
+  out << "0x" << std::hex << std::setw(16) << std::setfill('0') << value;
+  return out.str();
+}
+
+}  // namespace
+
+void check_consistent(Communicator& comm, const Settings& settings, const std::string& what) {
+  const std::vector<Settings> per_rank = gather_settings(comm, settings);
   if (auto difference = first_setting_difference(per_rank)) {
     SYNCBN_FAIL(what, " differs across ranks: ", *difference);
   }
@@ -175,6 +188,50 @@ void check_same_signature(Communicator& comm, const std::vector<std::string>& li
     if (!any) continue;
     SYNCBN_FAIL(what, " differs across ranks at line ", i + 1, ": ", line_of(0), " on rank 0 but ",
                 describe_others(descriptions, differs));
+  }
+}
+
+void check_same_data(Communicator& comm, const std::vector<DataSummary>& datasets,
+                     const std::string& what) {
+  // Two settings per dataset, sizes at even positions and fingerprints at odd ones.
+  Settings settings;
+  for (const DataSummary& data : datasets) {
+    settings.emplace_back(data.label + " samples", std::to_string(data.samples));
+    settings.emplace_back(data.label + " fingerprint", hex64(data.fingerprint));
+  }
+  const std::vector<Settings> per_rank = gather_settings(comm, settings);
+  const int size = static_cast<int>(per_rank.size());
+  // rank r's value at position i ("" when it has none), and whether it differs from rank 0's.
+  auto value = [&](int r, std::size_t i) {
+    return i < per_rank[r].size() ? per_rank[r][i].second : std::string();
+  };
+  auto differences = [&](std::size_t i, std::vector<std::string>& descriptions) {
+    std::vector<bool> differs(size, false);
+    for (int r = 1; r < size; ++r) {
+      differs[r] = value(r, i) != value(0, i);
+      if (differs[r]) descriptions[r] = value(r, i).empty() ? "nothing" : value(r, i);
+    }
+    return differs;
+  };
+  // Sizes first: a rank with fewer samples runs out of batches before the others, the hang
+  // this check exists to prevent, and the count says more than a fingerprint.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (std::size_t d = 0; d < datasets.size(); ++d) {
+      const std::size_t i = 2 * d + pass;
+      std::vector<std::string> descriptions(size);
+      const std::vector<bool> differs = differences(i, descriptions);
+      if (std::find(differs.begin(), differs.end(), true) == differs.end()) continue;
+      const std::string& label = datasets[d].label;
+      if (pass == 0) {
+        // "the training set has 60000 samples on rank 0 but 59000 on rank 1"
+        SYNCBN_FAIL(what, " differs across ranks: the ", label, " set has ", value(0, i),
+                    " samples on rank 0 but ", describe_others(descriptions, differs));
+      }
+      SYNCBN_FAIL(what, " differs across ranks: the ", label, " set has the same size (",
+                  value(0, i - 1), " samples) on every rank but different content: fingerprint ",
+                  value(0, i), " on rank 0 but ", describe_others(descriptions, differs),
+                  " (every rank must read the same data: is a copy partial or altered?)");
+    }
   }
 }
 

@@ -9,7 +9,9 @@
 #include <utility>
 #include <vector>
 
+#include "distributed/comm_watchdog.h"
 #include "syncbn/distributed/cuda_aware.h"
+#include "syncbn/distributed/runtime.h"
 #include "syncbn/error.h"
 
 namespace syncbn::dist {
@@ -88,17 +90,43 @@ const std::byte* at(const void* base, int64_t elements, std::size_t element_byte
   return static_cast<const std::byte*>(base) + elements * static_cast<int64_t>(element_bytes);
 }
 
+// One collective under the communicator's watchdog (none when SYNCBN_COMM_TIMEOUT is 0), from
+// construction until the blocking MPI call has returned, or thrown: an error is reported by the
+// exception, not by a timeout.
+class Watched {
+ public:
+  Watched(CommWatchdog* watchdog, const char* op, int64_t count, DataType type)
+      : watchdog_(watchdog) {
+    if (watchdog_) ticket_ = watchdog_->watch_until_done(op, count, type);
+  }
+  ~Watched() {
+    if (watchdog_) watchdog_->done(ticket_);
+  }
+  Watched(const Watched&) = delete;
+  Watched& operator=(const Watched&) = delete;
+
+ private:
+  CommWatchdog* watchdog_;
+  CommWatchdog::Ticket ticket_;
+};
+
 // A non-blocking allreduce: one MPI request per piece, and the staging buffer (empty for host
-// memory) whose result is copied back to the device on completion.
+// memory) whose result is copied back to the device on completion. Watched from construction
+// until wait() or test() sees it complete; the request shares the watchdog, since it may outlive
+// its communicator.
 class MpiRequest final : public Request {
  public:
-  MpiRequest(void* data, Device device, std::size_t bytes, HostBuffer staging,
-             std::shared_ptr<StagingPool> pool)
+  MpiRequest(void* data, int64_t count, DataType type, Device device, std::size_t bytes,
+             HostBuffer staging, std::shared_ptr<StagingPool> pool,
+             std::shared_ptr<CommWatchdog> watchdog)
       : data_(data),
         device_(device),
         bytes_(bytes),
         staging_(std::move(staging)),
-        pool_(std::move(pool)) {}
+        pool_(std::move(pool)),
+        watchdog_(std::move(watchdog)) {
+    if (watchdog_) ticket_ = watchdog_->watch_until_done("iallreduce", count, type);
+  }
 
   ~MpiRequest() override {
     if (done_) return;
@@ -106,7 +134,10 @@ class MpiRequest final : public Request {
     // throw, and after MPI_Finalize there is nothing left to wait for.
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (finalized) return;
+    if (finalized) {
+      stop_watching();
+      return;
+    }
     try {
       wait();
     } catch (...) {
@@ -119,23 +150,38 @@ class MpiRequest final : public Request {
 
   void wait() override {
     if (done_) return;
-    SYNCBN_MPI_CHECK(
-        MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE));
+    try {
+      SYNCBN_MPI_CHECK(
+          MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE));
+    } catch (...) {
+      stop_watching();  // the exception reports the error
+      throw;
+    }
     finish();
   }
 
   bool test() override {
     if (done_) return true;
     int completed = 0;
-    SYNCBN_MPI_CHECK(MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &completed,
-                                 MPI_STATUSES_IGNORE));
+    try {
+      SYNCBN_MPI_CHECK(MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &completed,
+                                   MPI_STATUSES_IGNORE));
+    } catch (...) {
+      stop_watching();
+      throw;
+    }
     if (completed) finish();
     return done_;
   }
 
  private:
+  void stop_watching() {
+    if (watchdog_) watchdog_->done(ticket_);
+  }
+
   void finish() {
     done_ = true;
+    stop_watching();
     if (device_.is_cpu()) return;
     device_copy(data_, device_, staging_.data(), Device::cpu(), bytes_);
     pool_->release(std::move(staging_));
@@ -147,8 +193,24 @@ class MpiRequest final : public Request {
   std::size_t bytes_;
   HostBuffer staging_;
   std::shared_ptr<StagingPool> pool_;
+  std::shared_ptr<CommWatchdog> watchdog_;
+  CommWatchdog::Ticket ticket_;
   bool done_ = false;
 };
+
+// The watchdog of one communicator, or null when SYNCBN_COMM_TIMEOUT is 0 (nothing else to
+// watch: MPI reports its errors through return codes). Its thread makes no MPI call (the
+// Runtime asks for MPI_THREAD_FUNNELED): on a timeout it ends the job through abort_job, since a
+// rank blocked in an MPI collective cannot be unblocked otherwise.
+std::shared_ptr<CommWatchdog> make_mpi_watchdog(int comm_size) {
+  CommWatchdog::Options options;
+  options.backend = "MPI";
+  options.comm_size = comm_size;
+  options.timeout_seconds = comm_timeout_seconds();
+  if (options.timeout_seconds == 0) return nullptr;
+  return std::make_shared<CommWatchdog>(std::move(options), CommWatchdog::HealthCheck(),
+                                        [](const std::string& message) { abort_job(message); });
+}
 
 }  // namespace
 
@@ -158,6 +220,8 @@ struct MpiCommunicator::Impl {
   // MPI reads and writes GPU memory itself: device buffers go to MPI without host staging.
   const bool cuda_aware = mpi_cuda_aware();
   std::shared_ptr<StagingPool> staging = std::make_shared<StagingPool>();
+  // Null when SYNCBN_COMM_TIMEOUT is 0. Shared with the requests in flight.
+  std::shared_ptr<CommWatchdog> watchdog;
 
   Impl(MPI_Comm comm_, bool owned_) : comm(comm_), owned(owned_) {}
   ~Impl() {
@@ -220,6 +284,7 @@ MpiCommunicator::MpiCommunicator(std::unique_ptr<Impl> impl)
   SYNCBN_MPI_CHECK(MPI_Comm_rank(host, &local_rank_));
   SYNCBN_MPI_CHECK(MPI_Comm_size(host, &local_size_));
   SYNCBN_MPI_CHECK(MPI_Comm_free(&host));
+  impl_->watchdog = make_mpi_watchdog(size_);
 }
 
 MpiCommunicator::~MpiCommunicator() = default;
@@ -244,13 +309,17 @@ void MpiCommunicator::set_max_elements_per_call(int64_t max_elements) {
 void MpiCommunicator::do_allreduce_sum(void* data, int64_t count, DataType type, Device device) {
   if (device.is_cpu() || impl_->cuda_aware) {
     wait_for_device_work(device);  // MPI knows nothing of the compute stream
+    Watched watched(impl_->watchdog.get(), "allreduce", count, type);
     impl_->allreduce_host(data, count, type, max_elements_per_call_);
     return;
   }
   const std::size_t bytes = count * element_size(type);
   HostBuffer host = impl_->staging->acquire(bytes);
   device_copy(host.data(), Device::cpu(), data, device, bytes);
-  impl_->allreduce_host(host.data(), count, type, max_elements_per_call_);
+  {
+    Watched watched(impl_->watchdog.get(), "allreduce", count, type);
+    impl_->allreduce_host(host.data(), count, type, max_elements_per_call_);
+  }
   device_copy(data, device, host.data(), Device::cpu(), bytes);
   impl_->staging->release(std::move(host));
 }
@@ -271,8 +340,9 @@ std::unique_ptr<Request> MpiCommunicator::do_iallreduce_sum(void* data, int64_t 
   }
   // The request owns the staging buffer before any piece starts, so that it outlives them. A
   // direct request is made as for host memory: nothing to copy back on completion.
-  auto request = std::make_unique<MpiRequest>(data, direct ? Device::cpu() : device, bytes,
-                                              std::move(staging), impl_->staging);
+  auto request =
+      std::make_unique<MpiRequest>(data, count, type, direct ? Device::cpu() : device, bytes,
+                                   std::move(staging), impl_->staging, impl_->watchdog);
   void* host = request->host_buffer();
   for_each_piece(count, max_elements_per_call_, [&](int64_t offset, int n) {
     MPI_Request piece = MPI_REQUEST_NULL;
@@ -287,13 +357,17 @@ void MpiCommunicator::do_broadcast(void* data, int64_t count, DataType type, int
                                    Device device) {
   if (device.is_cpu() || impl_->cuda_aware) {
     wait_for_device_work(device);
+    Watched watched(impl_->watchdog.get(), "broadcast", count, type);
     impl_->broadcast_host(data, count, type, root, max_elements_per_call_);
     return;
   }
   const std::size_t bytes = count * element_size(type);
   HostBuffer host = impl_->staging->acquire(bytes);
   if (rank_ == root) device_copy(host.data(), Device::cpu(), data, device, bytes);
-  impl_->broadcast_host(host.data(), count, type, root, max_elements_per_call_);
+  {
+    Watched watched(impl_->watchdog.get(), "broadcast", count, type);
+    impl_->broadcast_host(host.data(), count, type, root, max_elements_per_call_);
+  }
   if (rank_ != root) device_copy(data, device, host.data(), Device::cpu(), bytes);
   impl_->staging->release(std::move(host));
 }
@@ -303,6 +377,7 @@ void MpiCommunicator::do_allgather(const void* send, void* recv, int64_t count_p
   // Pieces longer than MPI's int counts go through a host scratch buffer (memcpy): staged.
   if (device.is_cpu() || (impl_->cuda_aware && count_per_rank <= max_elements_per_call_)) {
     wait_for_device_work(device);
+    Watched watched(impl_->watchdog.get(), "allgather", count_per_rank, type);
     impl_->allgather_host(send, recv, count_per_rank, type, size_, max_elements_per_call_);
     return;
   }
@@ -311,18 +386,27 @@ void MpiCommunicator::do_allgather(const void* send, void* recv, int64_t count_p
   HostBuffer host_send = impl_->staging->acquire(send_bytes);
   HostBuffer host_recv = impl_->staging->acquire(recv_bytes);
   device_copy(host_send.data(), Device::cpu(), send, device, send_bytes);
-  impl_->allgather_host(host_send.data(), host_recv.data(), count_per_rank, type, size_,
-                        max_elements_per_call_);
+  {
+    Watched watched(impl_->watchdog.get(), "allgather", count_per_rank, type);
+    impl_->allgather_host(host_send.data(), host_recv.data(), count_per_rank, type, size_,
+                          max_elements_per_call_);
+  }
   device_copy(recv, device, host_recv.data(), Device::cpu(), recv_bytes);
   impl_->staging->release(std::move(host_send));
   impl_->staging->release(std::move(host_recv));
 }
 
-void MpiCommunicator::do_barrier() { SYNCBN_MPI_CHECK(MPI_Barrier(impl_->comm)); }
+void MpiCommunicator::do_barrier() {
+  Watched watched(impl_->watchdog.get(), "barrier", 0, DataType::kUint8);
+  SYNCBN_MPI_CHECK(MPI_Barrier(impl_->comm));
+}
 
 std::shared_ptr<Communicator> MpiCommunicator::do_split(int color, int key) {
   MPI_Comm group = MPI_COMM_NULL;
-  SYNCBN_MPI_CHECK(MPI_Comm_split(impl_->comm, color < 0 ? MPI_UNDEFINED : color, key, &group));
+  {
+    Watched watched(impl_->watchdog.get(), "split", 0, DataType::kUint8);
+    SYNCBN_MPI_CHECK(MPI_Comm_split(impl_->comm, color < 0 ? MPI_UNDEFINED : color, key, &group));
+  }
   if (group == MPI_COMM_NULL) return nullptr;
   // Owned from here on, so that it is freed even if the constructor throws.
   auto impl = std::make_unique<Impl>(group, true);

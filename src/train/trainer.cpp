@@ -13,6 +13,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "distributed/comm_watchdog.h"
 #include "syncbn/data/dataset.h"
 #include "syncbn/data/idx.h"
 #include "syncbn/data/loader.h"
@@ -302,6 +303,12 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   set_current_device(device);
 
   Data data = load_data(config);
+  // A rank with fewer samples runs out of batches first and waits forever in a collective the
+  // others never join; one with other data trains silently wrong. Both fail here, naming it.
+  dist::check_same_data(*world,
+                        {{"training", data.train.size(), data::fingerprint(data.train)},
+                         {"test", data.test.size(), data::fingerprint(data.test)}},
+                        "training data");
 
   nn::ModelOptions model_options;
   model_options.name(config.model);
@@ -370,6 +377,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     double lr = sgd_options.lr();
     for (; step < steps_per_epoch; ++step) {
       if (config.steps > 0 && result.steps >= config.steps) break;
+      dist::set_current_step(result.steps + 1);  // 1-based; a communication timeout names it
       const data::Batch& batch = loader.batch(step);
       lr = optim::lr_at(schedule, result.steps);
       optimizer.set_lr(lr);
@@ -429,6 +437,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     std::printf("saved %s\n", config.save.c_str());
   }
   world->barrier();  // nobody exits (and tears MPI down) while rank 0 still writes
+  dist::set_current_step(-1);
   return result;
 }
 

@@ -141,5 +141,46 @@ TEST(ConsistencyTest, SignatureWithMissingLinesNamesWhereItEnds) {
   expect_ranks_in_step(*comm);
 }
 
+std::vector<DataSummary> base_data() {
+  return {{"training", 60000, 0x1234abcdULL}, {"test", 10000, 0x77ULL}};
+}
+
+TEST(ConsistencyTest, SameDataPasses) {
+  auto comm = MpiCommunicator::world();
+  EXPECT_NO_THROW(check_same_data(*comm, base_data(), "training data"));
+}
+
+TEST(ConsistencyTest, DataSizesAreComparedBeforeFingerprints) {
+  auto comm = MpiCommunicator::world();
+  if (comm->size() < 2) GTEST_SKIP() << "needs two ranks";
+  std::vector<DataSummary> data = base_data();
+  if (comm->rank() == 1) {
+    data[0].fingerprint = 0x99;  // a later difference in the order of the checks
+    data[1].samples = 9000;
+  }
+  const std::string message = error_message([&] { check_same_data(*comm, data, "training data"); });
+  EXPECT_NE(message.find("training data differs across ranks: the test set has 10000 samples on "
+                         "rank 0 but 9000 on rank 1"),
+            std::string::npos)
+      << message;
+  expect_ranks_in_step(*comm);
+}
+
+TEST(ConsistencyTest, DataOfTheSameSizeWithOtherContentNamesTheFingerprints) {
+  auto comm = MpiCommunicator::world();
+  if (comm->size() < 2) GTEST_SKIP() << "needs two ranks";
+  std::vector<DataSummary> data = base_data();
+  const int odd = comm->size() - 1;
+  if (comm->rank() == odd) data[0].fingerprint = 0xfeed;
+  const std::string message = error_message([&] { check_same_data(*comm, data, "training data"); });
+  EXPECT_NE(message.find("training data differs across ranks: the training set has the same size "
+                         "(60000 samples) on every rank but different content: fingerprint "
+                         "0x000000001234abcd on rank 0 but 0x000000000000feed on rank " +
+                         std::to_string(odd)),
+            std::string::npos)
+      << message;
+  expect_ranks_in_step(*comm);
+}
+
 }  // namespace
 }  // namespace syncbn::dist

@@ -206,5 +206,64 @@ TEST(CommWatchdogTest, RunsTheThreadSetupFirstOnItsThread) {
   EXPECT_NE(setup_thread, std::this_thread::get_id());
 }
 
+TEST(CommTimeoutTest, MessageNamesTheStepWhenKnownAndOmitsAnEmptyPayload) {
+  const std::string message =
+      stuck_collective_message("MPI", "allreduce", 3, DataType::kFloat64, 2, 3, 17);
+  EXPECT_EQ(message.rfind("MPI allreduce of 3 float64 elements on communicator of 2 ranks did "
+                          "not complete within 3 s at training step 17;",
+                          0),
+            0u)
+      << message;
+  EXPECT_EQ(stuck_collective_message("MPI", "allreduce", 3, DataType::kFloat64, 2, 3, -1),
+            stuck_collective_message("MPI", "allreduce", 3, DataType::kFloat64, 2, 3));
+  const std::string barrier = stuck_collective_message("MPI", "barrier", 0, DataType::kUint8, 2, 3);
+  EXPECT_EQ(barrier.rfind("MPI barrier on communicator of 2 ranks did not complete within 3 s", 0),
+            0u)
+      << barrier;
+}
+
+TEST(CommWatchdogTest, ReportsATicketNotMarkedDoneWithTheStepItWasIssuedAt) {
+  FailureLog log;
+  CommWatchdog::Options options = fast_options(0.05, 2);
+  options.backend = "MPI";
+  CommWatchdog watchdog(options, nullptr, log.handler());
+  set_current_step(17);
+  CommWatchdog::Ticket ticket = watchdog.watch_until_done("allreduce", 3, DataType::kFloat64);
+  set_current_step(-1);
+  EXPECT_TRUE(ticket);
+  EXPECT_EQ(log.wait_first(5s),
+            stuck_collective_message("MPI", "allreduce", 3, DataType::kFloat64, 2, 0.05, 17));
+  // After the failure the entries are gone: done() must not touch them.
+  watchdog.done(ticket);
+  EXPECT_FALSE(ticket);
+  EXPECT_FALSE(watchdog.watch_until_done("barrier", 0, DataType::kUint8));
+}
+
+TEST(CommWatchdogTest, TicketsMarkedDoneAreForgottenAndStayQuiet) {
+  FailureLog log;
+  CommWatchdog watchdog(fast_options(0.05), nullptr, log.handler());
+  CommWatchdog::Ticket slow = watchdog.watch_until_done("iallreduce", 8, DataType::kFloat32);
+  for (int i = 0; i < 100; ++i) {
+    CommWatchdog::Ticket quick = watchdog.watch_until_done("allreduce", 1, DataType::kInt64);
+    watchdog.done(quick);
+    EXPECT_FALSE(quick);
+    watchdog.done(quick);  // an empty ticket: a no-op
+  }
+  std::this_thread::sleep_for(20ms);
+  watchdog.done(slow);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(log.count(), 0u);
+  EXPECT_EQ(watchdog.in_flight(), 0u);
+  EXPECT_FALSE(watchdog.failed());
+}
+
+TEST(CommWatchdogTest, CurrentStepIsProcessWide) {
+  set_current_step(5);
+  int64_t seen = 0;
+  std::thread([&seen] { seen = current_step(); }).join();
+  EXPECT_EQ(seen, 5);
+  set_current_step(-1);
+}
+
 }  // namespace
 }  // namespace syncbn::dist
