@@ -298,8 +298,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   }
   std::string device_reason;
   const Device device = resolve_device(config.device, world->local_rank(), &device_reason);
-  if (leader) std::printf("device: %s (%s)
-", device.str().c_str(), device_reason.c_str());
+  if (leader) std::printf("device: %s (%s)\n", device.str().c_str(), device_reason.c_str());
   set_current_device(device);
 
   Data data = load_data(config);
