@@ -21,9 +21,10 @@ namespace fs = std::filesystem;
 constexpr uint8_t kUnsignedByte = 0x08;
 // Larger than any dataset we would hold in memory: a header that claims more is corrupt.
 constexpr int64_t kMaxIdxBytes = int64_t{1} << 40;
-// Data is read in pieces of at most this much growth, so a corrupt header that claims a huge
-// size cannot make us allocate it before the file proves to be that long.
-constexpr int64_t kFirstReadBytes = int64_t{256} << 20;
+// The first read is at most this long and each later one doubles what the file has proven to
+// hold, so a header that claims a huge size cannot make us allocate it before the data is
+// there (a 47 MB Fashion-MNIST file takes 11 reads).
+constexpr int64_t kFirstReadBytes = int64_t{64} << 10;
 
 std::string hex32(uint32_t value) {
   char text[16];
@@ -158,13 +159,13 @@ IdxArray read_idx(const std::string& path, int expected_ndim) {
     const uint8_t* s = &sizes[static_cast<std::size_t>(4 * d)];
     const int64_t dim = int64_t{s[0]} << 24 | int64_t{s[1]} << 16 | int64_t{s[2]} << 8 | s[3];
     array.dims.push_back(dim);
-    // Checked before multiplying: dim < 2^32 and expected_bytes <= 2^40 cannot overflow.
+    // Checked before multiplying (expected_bytes * dim could reach 2^40 * 2^32 and overflow).
+    SYNCBN_CHECK(dim == 0 || expected_bytes <= kMaxIdxBytes / dim, path,
+                 ": header declares dimensions ", shape_str(array.dims), "..., more than ",
+                 kMaxIdxBytes, " bytes; corrupt header");
     expected_bytes *= dim;
-    SYNCBN_CHECK(expected_bytes <= kMaxIdxBytes, path, ": header declares dimensions ",
-                 shape_str(array.dims), "..., more than ", kMaxIdxBytes, " bytes; corrupt header");
   }
 
-  // One large read for the common case; geometric growth only if the header claims > 256 MiB.
   int64_t have = 0;
   while (have < expected_bytes) {
     const int64_t target = std::min(expected_bytes, std::max(kFirstReadBytes, 2 * have));
