@@ -4,9 +4,10 @@
 # the Docker images, so every place installs the same set.
 #   cmake/install-deps.sh                  build + run dependencies
 #   cmake/install-deps.sh --with-torch     also PyTorch (CPU) for the comparison benchmarks
-#   cmake/install-deps.sh --with-test-tools    also shellcheck, clang-format and docker-compose
-#                                          (the tests lint the scripts, check the C++ formatting
-#                                          and validate docker/compose.yml)
+#   cmake/install-deps.sh --with-test-tools    also shellcheck, clang-format, docker-compose and
+#                                          clang with libFuzzer (the tests lint the scripts,
+#                                          check the C++ formatting, validate docker/compose.yml
+#                                          and replay the fuzzers' corpora)
 set -euo pipefail
 
 packages=(
@@ -23,7 +24,7 @@ packages=(
 for flag in "$@"; do
   case $flag in
     --with-torch) packages+=(python3 python3-torch) ;;
-    --with-test-tools) packages+=(shellcheck clang-format docker-compose) ;;
+    --with-test-tools) packages+=(shellcheck clang-format docker-compose clang libclang-rt-dev) ;;
     "") ;;
     *) echo "install-deps.sh: unknown flag '$flag'" >&2; exit 2 ;;
   esac

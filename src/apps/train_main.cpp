@@ -16,6 +16,7 @@
 #include "syncbn/error.h"
 #include "syncbn/threads.h"
 #include "syncbn/train/trainer.h"
+#include "train/train_options.h"
 #include "util/format.h"
 
 namespace po = boost::program_options;
@@ -109,41 +110,8 @@ bool parse_flags(int argc, char** argv, TrainConfig& c, int& threads, bool leade
   std::string config_file;
   std::string seed = std::to_string(c.seed);
   bool no_progress = false, no_decay_norm_and_bias = false;
-  po::options_description options("syncbn-train options");
-  // clang-format off
-  options.add_options()
-    ("help,h", "show this help and exit")
-    ("config", po::value(&config_file), "read options from FILE (key = value lines); the command line wins")
-    ("model", po::value(&c.model)->default_value(c.model), "mlp | cnn | resnet")
-    ("norm", po::value(&c.norm)->default_value(c.norm), "none | bn | syncbn | gn | ln | in")
-    ("sync-group-size", po::value(&c.sync_group_size)->default_value(c.sync_group_size), "syncbn: synchronise over groups of K consecutive ranks (0 = all ranks)")
-    ("dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | synthetic")
-    ("data-dir", po::value(&c.data_dir)->default_value(c.data_dir), "directory with the Fashion-MNIST IDX files (.gz or raw)")
-    ("synthetic-samples", po::value(&c.synthetic_samples)->default_value(c.synthetic_samples), "synthetic: training samples (test: a fifth)")
-    ("synthetic-classes", po::value(&c.synthetic_classes)->default_value(c.synthetic_classes), "synthetic: number of classes")
-    ("synthetic-shape", po::value(&synthetic_shape)->default_value(synthetic_shape), "synthetic: sample shape C,H,W")
-    ("epochs", po::value(&c.epochs)->default_value(c.epochs), "number of epochs")
-    ("steps", po::value(&c.steps)->default_value(c.steps), "cap on optimizer steps (0 = none)")
-    ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size), "batch size PER RANK")
-    ("lr", po::value(&c.lr)->default_value(c.lr, syncbn::shortest_repr(c.lr)), "learning rate (the base rate with --scale-lr)")
-    ("scale-lr", po::bool_switch(&c.scale_lr), "linear scaling rule: lr = lr * global_batch / 256")
-    ("momentum", po::value(&c.momentum)->default_value(c.momentum, syncbn::shortest_repr(c.momentum)), "SGD momentum")
-    ("nesterov", po::bool_switch(&c.nesterov), "Nesterov momentum")
-    ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay, syncbn::shortest_repr(c.weight_decay)), "L2 weight decay")
-    ("no-decay-norm-bias", po::bool_switch(&no_decay_norm_and_bias), "no weight decay on norm parameters and biases")
-    ("schedule", po::value(&c.schedule)->default_value(c.schedule), "constant | step | cosine")
-    ("warmup-epochs", po::value(&c.warmup_epochs)->default_value(c.warmup_epochs, syncbn::shortest_repr(c.warmup_epochs)), "linear warmup length in epochs")
-    ("init", po::value(&c.init)->default_value(c.init), "kaiming | xavier | small | large | zeros")
-    ("seed", po::value(&seed)->default_value(seed), "seed of the data order, the initialisation and the synthetic data")
-    ("threads", po::value(&threads)->default_value(0), "CPU threads per rank (0 = cores / ranks on this node)")
-    ("eval-batch-size", po::value(&c.eval_batch_size)->default_value(c.eval_batch_size), "batch size of evaluation")
-    ("broadcast-buffers", po::bool_switch(&c.broadcast_buffers), "broadcast BN buffers from rank 0 each step (local BN)")
-    ("bucket-kib", po::value(&c.bucket_kib)->default_value(c.bucket_kib), "gradient bucket size in KiB (the first bucket is 1 MiB)")
-    ("device", po::value(&c.device)->default_value(c.device), "auto | cpu | cuda (auto: cuda when a GPU is visible)")
-    ("save", po::value(&c.save), "write the final model (parameters and buffers) as safetensors to PATH")
-    ("metrics", po::value(&c.metrics), "append one JSON line per epoch to PATH")
-    ("no-progress", po::bool_switch(&no_progress), "no progress bar");
-  // clang-format on
+  const po::options_description options = syncbn::train::train_options(
+      c, threads, config_file, synthetic_shape, seed, no_decay_norm_and_bias, no_progress);
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, options), vm);
@@ -154,7 +122,7 @@ bool parse_flags(int argc, char** argv, TrainConfig& c, int& threads, bool leade
     if (vm.count("config")) {
       std::istringstream file(read_config_file(vm["config"].as<std::string>()));
       // Stored after the command line: Boost keeps the first value, so the command line wins.
-      po::store(po::parse_config_file(file, options), vm);
+      syncbn::train::store_config_file(file, options, vm);
     }
     po::notify(vm);
   } catch (const po::error& e) {

@@ -132,12 +132,15 @@ Entry parse_entry(const std::string& name, const json& value, const std::string&
                entry.dtype, "' (supported: F32, F64, F16, BF16, I64, I32)");
   entry.element_bytes = info->bytes;
 
+  // Tensor multiplies the dimensions in int64_t, in order: every partial product must fit
+  // (shape [2^62, 3, 0] holds no bytes, yet 2^62 * 3 overflows on the way to 0).
   uint64_t numel = 1;
   for (const json& dim : shape) {
     const uint64_t size = to_u64(dim, path, "a dimension of tensor '" + name + "'");
-    SYNCBN_CHECK(
-        size <= static_cast<uint64_t>(INT64_MAX) && !__builtin_mul_overflow(numel, size, &numel),
-        where, ": shape overflows 64 bits");
+    SYNCBN_CHECK(size <= static_cast<uint64_t>(INT64_MAX) &&
+                     !__builtin_mul_overflow(numel, size, &numel) &&
+                     numel <= static_cast<uint64_t>(INT64_MAX),
+                 where, ": shape overflows 64 bits");
     entry.shape.push_back(static_cast<int64_t>(size));
   }
   entry.begin = to_u64(offsets[0], path, "data_offsets of tensor '" + name + "'");
