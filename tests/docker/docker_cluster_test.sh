@@ -4,7 +4,8 @@
 # 0. Dockerfile.cuda takes the same steps as Dockerfile.cpu (docker/image.sh, the same COPYs),
 #    so building and running the CPU image below proves every step the two share.
 # 1. engine: installs docker.io and docker-compose where missing (apt-get), and starts dockerd
-#    where none answers (and stops it at the end; an engine that was running stays).
+#    where none answers (and stops it at the end, putting back the IP forwarding, FORWARD
+#    policy and docker0 it changed; an engine that was running stays).
 # 2. base image: debian:bookworm if present, else pulled, else made with debootstrap from the
 #    Debian archive in apt's sources and imported. It stays, as do the syncbn images (their
 #    layers make the next run fast).
@@ -66,6 +67,12 @@ state=$(mktemp -d /var/tmp/syncbn-docker-test.XXXXXX)
 project=syncbntest$$
 dockerd_pid=""
 cluster_up=0
+# What a dockerd we start changes on the machine and leaves when it stops: IP forwarding on,
+# the FORWARD chain's policy DROP, the docker0 bridge. Put back as found (its iptables chains,
+# inert without docker0, stay: the next dockerd reuses them).
+ip_forward=""
+forward_policy=""
+had_docker0=1
 
 cluster() {
   SYNCBN_PROJECT=$project SYNCBN_WORK_DIR=$state/work SYNCBN_FLAVOR=cpu bash "$cluster_sh" "$@"
@@ -106,7 +113,10 @@ cleanup() {
       sleep 0.5
     done
     kill -KILL "$dockerd_pid" 2>/dev/null || true
-    log "stopped the dockerd this test started"
+    [[ -z "$forward_policy" ]] || iptables -P FORWARD "$forward_policy" 2>/dev/null || true
+    [[ -z "$ip_forward" ]] || echo "$ip_forward" >/proc/sys/net/ipv4/ip_forward 2>/dev/null || true
+    ((had_docker0)) || ip link delete docker0 2>/dev/null || true
+    log "stopped the dockerd this test started (IP forwarding ${ip_forward:-?}, FORWARD policy ${forward_policy:-?} as before)"
   fi
   rm -rf "$state"
   exit "$status"
@@ -144,6 +154,9 @@ else
   # serve the next run too. In its own session: a signal to this test does not reach it, the
   # cleanup stops it after the cluster is down.
   unset DOCKER_HOST
+  ip_forward=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || true)
+  forward_policy=$(iptables -S FORWARD 2>/dev/null | awk '$1 == "-P" { print $3 }' || true)
+  ip link show docker0 >/dev/null 2>&1 || had_docker0=0
   log "starting dockerd"
   setsid dockerd >"$state/dockerd.log" 2>&1 &
   dockerd_pid=$!
