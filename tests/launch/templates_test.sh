@@ -46,7 +46,8 @@ done
 # ---- hostfile.example -----------------------------------------------------------------------------
 out=$(env -i PATH="$PATH" bash "$source_dir/launch/syncbn-run" --dry-run \
   --hostfile "$source_dir/launch/hostfile.example" --gpus-per-node 4 -- prog 2>&1)
-[[ "$out" == "mpirun -np 8 "*"--hostfile $source_dir/launch/hostfile.example --map-by ppr:4:node "* ]]
+# The launcher prints the path quoted for the shell (a checkout path may have spaces).
+[[ "$out" == "mpirun -np 8 "*"--hostfile $(printf '%q' "$source_dir/launch/hostfile.example") --map-by ppr:4:node "* ]]
 check "hostfile.example: 2 nodes x 4 slots" "$?:$out" "0:$out"
 
 # ---- docker/cluster.sh with a stand-in docker-compose ----------------------------------------------
@@ -71,8 +72,14 @@ elif [[ "$args" == *" exec -T node1 nproc "* ]]; then
 fi
 EOF
 chmod +x "$work/fake/docker" "$work/fake/docker-compose"
+# The recorded calls with the checkout's docker/ (recorded quoted, as %q) shortened to docker/.
 compose_calls() {
-  sed "s|$source_dir/docker/|docker/|g; s/ $//" "$work/calls"
+  local line docker_dir
+  docker_dir=$(printf '%q' "$source_dir/docker")/
+  while IFS= read -r line; do
+    line=${line//"$docker_dir"/docker/}
+    printf '%s\n' "${line% }"
+  done <"$work/calls"
 }
 cluster() {
   : >"$work/calls"
