@@ -10,8 +10,12 @@
 #
 # The working directory of the ranks is /work in every node: docker/work on this machine
 # (SYNCBN_WORK_DIR to change), so outputs such as --save model.safetensors land there.
+# The nodes share this machine's CPUs: cpu nodes get CPUs/N slots each (at least 1), ranks are
+# not bound to cores (each node's Open MPI would bind its ranks from core 0 up, all nodes onto
+# the same cores), and a job that spans nodes or has more ranks than CPUs waits without polling
+# (MPI yields, OpenMP threads sleep: 10x faster on 2 CPUs, see docker/README.md).
 # Environment: SYNCBN_FLAVOR=cpu|cuda (cuda adds compose.cuda.yml: GPU i-1 for node i),
-# SYNCBN_SLOTS (ranks per node in the hostfile; default 2 for cpu, 1 for cuda),
+# SYNCBN_SLOTS (ranks per node in the hostfile; default CPUs/N for cpu, 1 for cuda),
 # SYNCBN_PROJECT (compose project name, default syncbn).
 set -euo pipefail
 
@@ -30,11 +34,11 @@ usage() {
 
 files=(-f "$here/compose.yml")
 case "$flavor" in
-  cpu) slots=${SYNCBN_SLOTS:-2} ;;
+  cpu) slots=${SYNCBN_SLOTS:-} ;;
   cuda) files+=(-f "$here/compose.cuda.yml"); slots=${SYNCBN_SLOTS:-1} ;;
   *) die "SYNCBN_FLAVOR must be cpu or cuda, got '$flavor'" ;;
 esac
-[[ "$slots" =~ ^[1-9][0-9]*$ ]] || die "SYNCBN_SLOTS must be a positive integer, got '$slots'"
+[[ -z "$slots" || "$slots" =~ ^[1-9][0-9]*$ ]] || die "SYNCBN_SLOTS must be a positive integer, got '$slots'"
 
 # docker compose (v2 plugin) where there is one, else docker-compose (v1).
 if docker compose version >/dev/null 2>&1; then
@@ -56,11 +60,10 @@ in_node1() {
 }
 
 cluster_up() {
-  local n=${1:-$max_nodes} i nodes=() extra=() hostfile="" deadline
+  local n=${1:-$max_nodes} i nodes=() extra=() hostfile="" deadline cpus
   [[ "$n" =~ ^[1-9]$ ]] && ((n <= max_nodes)) || die "up: N must be 1..$max_nodes, got '$n'"
   for ((i = 1; i <= max_nodes; i++)); do
     if ((i <= n)); then nodes+=("node$i"); else extra+=("node$i"); fi
-    ((i <= n)) && hostfile+="node$i slots=$slots"$'\n'
   done
   mkdir -p "${SYNCBN_WORK_DIR:-$here/work}"
   echo "cluster.sh: building the $flavor image (once; later runs reuse it)" >&2
@@ -76,12 +79,21 @@ cluster_up() {
       sleep 1
     done
   done
+  # The CPUs the containers may use: the machine's, which all the nodes share. The hostfile
+  # keeps the count for `run` in a comment (syncbn-run skips comments).
+  cpus=$(compose exec -T node1 nproc)
+  [[ "$cpus" =~ ^[1-9][0-9]*$ ]] || die "nproc in node1 printed '$cpus'"
+  [[ -n "$slots" ]] || slots=$((cpus / n > 0 ? cpus / n : 1))
+  hostfile="# cpus $cpus: the nodes share this machine's CPUs (docker/cluster.sh)"$'\n'
+  for node in "${nodes[@]}"; do
+    hostfile+="$node slots=$slots"$'\n'
+  done
   printf '%s' "$hostfile" | compose exec -T node1 sh -c 'cat > /cluster/hostfile'
-  echo "cluster.sh: up: ${nodes[*]}, $slots slots each (/cluster/hostfile)" >&2
+  echo "cluster.sh: up: ${nodes[*]}, $slots slots each, sharing $cpus CPUs (/cluster/hostfile)" >&2
 }
 
 cluster_run() {
-  local options=()
+  local options=() np="" i hostfile cpus=0 slots=0 node_slots=0 line sharing=()
   while (($# > 0)) && [[ "$1" != -- ]]; do
     if ((${#options[@]} == 0)) && [[ "$1" =~ ^[0-9]+$ ]]; then
       options+=(-np "$1")
@@ -92,9 +104,33 @@ cluster_run() {
   done
   (($# >= 2)) || die "run: give the program after --: cluster.sh run [NP] -- PROGRAM ARGS..."
   shift
-  compose exec -T node1 test -s /cluster/hostfile 2>/dev/null ||
+  hostfile=$(compose exec -T node1 cat /cluster/hostfile 2>/dev/null) && [[ -n "$hostfile" ]] ||
     die "run: the cluster is not up (docker/cluster.sh up [N])"
-  in_node1 syncbn-run --hostfile /cluster/hostfile --iface eth0 "${options[@]}" -- "$@"
+  while read -r line; do
+    if [[ "$line" =~ ^#\ cpus\ ([0-9]+) ]]; then
+      cpus=${BASH_REMATCH[1]}
+    elif [[ "$line" =~ slots=([0-9]+) ]]; then
+      slots=$((slots + BASH_REMATCH[1]))
+      ((node_slots > 0)) || node_slots=${BASH_REMATCH[1]}
+    fi
+  done <<<"$hostfile"
+  for i in "${!options[@]}"; do
+    case "${options[i]}" in
+      -np | -n | --np) np=${options[i + 1]:-} ;;
+      -np=* | -n=* | --np=*) np=${options[i]#*=} ;;
+    esac
+  done
+  [[ "$np" =~ ^[0-9]+$ ]] || np=$slots
+  # The nodes share the machine's CPUs, but each node's Open MPI binds its ranks from core 0 up
+  # and each syncbn-train rank takes CPUs/(ranks on its node) threads: a job on more than one
+  # node, or with more ranks than CPUs, has more threads than CPUs. Then waiting ranks yield
+  # their CPU in MPI and idle OpenMP threads sleep, instead of both polling. Before the user's
+  # options, so that a --mca or -x of the same name given to run replaces these.
+  sharing=(--mca hwloc_base_binding_policy none)
+  if ((np > cpus || np > node_slots)); then
+    sharing+=(--mca mpi_yield_when_idle 1 -x OMP_WAIT_POLICY=passive)
+  fi
+  in_node1 syncbn-run --hostfile /cluster/hostfile --iface eth0 "${sharing[@]}" "${options[@]}" -- "$@"
 }
 
 command=${1:-}

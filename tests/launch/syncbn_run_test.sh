@@ -193,8 +193,16 @@ expect_error "--slurm with -H" "-H/--hostfile do not apply" -- --slurm -np 2 -H 
 expect_error "--slurm without -np or SLURM_NTASKS" "-np is required (SLURM_NTASKS is not set)" -- --slurm -- prog
 
 # ---- not root: no --allow-run-as-root ---------------------------------------------------------------
+# The launcher runs as user nobody, who may not be able to read the checkout (a clone under a
+# directory of mode 0700, such as one from mktemp -d): it runs a copy in a directory that
+# everyone can read, from there, so the result does not depend on where the checkout is.
 if [[ -n "$root" ]] && command -v setpriv >/dev/null 2>&1; then
-  out=$(setpriv --reuid=65534 --regid=65534 --clear-groups env -i PATH="$PATH" bash "$syncbn_run" --dry-run -np 1 -- prog 2>&1)
+  public=$work/public
+  chmod 711 "$work"
+  mkdir -m 755 "$public"
+  install -m 644 "$syncbn_run" "$public/syncbn-run"
+  out=$(cd "$public" && setpriv --reuid=65534 --regid=65534 --clear-groups \
+    env -i PATH="$PATH" bash "$public/syncbn-run" --dry-run -np 1 -- prog 2>&1)
   if [[ "$out" == "mpirun -np 1 $mca -x PATH prog" ]]; then pass; else failure "not root" "got: $out"; fi
 fi
 

@@ -46,7 +46,8 @@ done
 # ---- hostfile.example -----------------------------------------------------------------------------
 out=$(env -i PATH="$PATH" bash "$source_dir/launch/syncbn-run" --dry-run \
   --hostfile "$source_dir/launch/hostfile.example" --gpus-per-node 4 -- prog 2>&1)
-[[ "$out" == "mpirun -np 8 "*"--hostfile $source_dir/launch/hostfile.example --map-by ppr:4:node "* ]]
+# The launcher prints the path quoted for the shell (a checkout path may have spaces).
+[[ "$out" == "mpirun -np 8 "*"--hostfile $(printf '%q' "$source_dir/launch/hostfile.example") --map-by ppr:4:node "* ]]
 check "hostfile.example: 2 nodes x 4 slots" "$?:$out" "0:$out"
 
 # ---- docker/cluster.sh with a stand-in docker-compose ----------------------------------------------
@@ -64,17 +65,25 @@ echo >>"$log"
 args=" $* "
 if [[ "$args" == *" exec -T node1 sh -c cat > /cluster/hostfile "* ]]; then
   cat >"$FAKE_COMPOSE_DIR/hostfile"
-elif [[ "$args" == *" exec -T node1 test -s /cluster/hostfile "* ]]; then
-  [[ -s "$FAKE_COMPOSE_DIR/hostfile" ]]
+elif [[ "$args" == *" exec -T node1 cat /cluster/hostfile "* ]]; then
+  cat "$FAKE_COMPOSE_DIR/hostfile" 2>/dev/null
+elif [[ "$args" == *" exec -T node1 nproc "* ]]; then
+  echo "$FAKE_NPROC"
 fi
 EOF
 chmod +x "$work/fake/docker" "$work/fake/docker-compose"
+# The recorded calls with the checkout's docker/ (recorded quoted, as %q) shortened to docker/.
 compose_calls() {
-  sed "s|$source_dir/docker/|docker/|g; s/ $//" "$work/calls"
+  local line docker_dir
+  docker_dir=$(printf '%q' "$source_dir/docker")/
+  while IFS= read -r line; do
+    line=${line//"$docker_dir"/docker/}
+    printf '%s\n' "${line% }"
+  done <"$work/calls"
 }
 cluster() {
   : >"$work/calls"
-  env -i PATH="$work/fake:/usr/bin:/bin" HOME="$work" FAKE_COMPOSE_DIR="$work" \
+  env -i PATH="$work/fake:/usr/bin:/bin" HOME="$work" FAKE_COMPOSE_DIR="$work" FAKE_NPROC=6 \
     SYNCBN_WORK_DIR="$work/data" "$@" bash "$source_dir/docker/cluster.sh" "${cluster_args[@]}" </dev/null
 }
 
@@ -92,21 +101,47 @@ $p up -d --no-build node1 node2 node3
 $p exec -T node1 ssh node1 true
 $p exec -T node1 ssh node2 true
 $p exec -T node1 ssh node3 true
+$p exec -T node1 nproc
 $p exec -T node1 sh -c cat\ \>\ /cluster/hostfile"
-check "cluster.sh up 3: hostfile" "$(cat "$work/hostfile")" "node1 slots=2
+check "cluster.sh up 3 on 6 CPUs: hostfile" "$(cat "$work/hostfile")" "# cpus 6: the nodes share this machine's CPUs (docker/cluster.sh)
+node1 slots=2
 node2 slots=2
 node3 slots=2"
 
+# The nodes share the CPUs: no binding ever; yield and passive OpenMP waits when a job spans
+# nodes or has more ranks than CPUs.
+run_prefix="$p exec -T node1 syncbn-run --hostfile /cluster/hostfile --iface eth0 --mca hwloc_base_binding_policy none"
+shared="--mca mpi_yield_when_idle 1 -x OMP_WAIT_POLICY=passive"
 cluster_args=(run 4 -- prog "a b" "it's")
 cluster >/dev/null 2>&1
 check "cluster.sh run 4: exit status" "$?" 0
-check "cluster.sh run 4: syncbn-run in node1" "$(compose_calls | tail -n 1)" \
-  "$p exec -T node1 syncbn-run --hostfile /cluster/hostfile --iface eth0 -np 4 -- prog a\\ b it\\'s"
+check "cluster.sh run 4 (two nodes): syncbn-run in node1" "$(compose_calls | tail -n 1)" \
+  "$run_prefix $shared -np 4 -- prog a\\ b it\\'s"
 
-cluster_args=(run --verbose -- prog)
+cluster_args=(run -np 2 -- prog)
 cluster >/dev/null 2>&1
-check "cluster.sh run with options" "$(compose_calls | tail -n 1)" \
-  "$p exec -T node1 syncbn-run --hostfile /cluster/hostfile --iface eth0 --verbose -- prog"
+check "cluster.sh run -np 2 (one node, 2 of 6 CPUs): no yield" "$(compose_calls | tail -n 1)" \
+  "$run_prefix -np 2 -- prog"
+
+cluster_args=(run --verbose --mca mpi_yield_when_idle 0 -- prog)
+cluster >/dev/null 2>&1
+check "cluster.sh run with options, every slot" "$(compose_calls | tail -n 1)" \
+  "$run_prefix $shared --verbose --mca mpi_yield_when_idle 0 -- prog"
+
+cluster_args=(up 3)
+cluster FAKE_NPROC=2 >/dev/null 2>&1
+check "cluster.sh up 3 on 2 CPUs: one slot each" "$(grep -v '^#' "$work/hostfile")" "node1 slots=1
+node2 slots=1
+node3 slots=1"
+cluster_args=(run -np 2 -- prog)
+cluster >/dev/null 2>&1
+check "cluster.sh run -np 2 on 2 CPUs, 1 slot per node: yield" "$(compose_calls | tail -n 1)" \
+  "$run_prefix $shared -np 2 -- prog"
+cluster_args=(up 3)
+cluster SYNCBN_SLOTS=4 >/dev/null 2>&1
+check "cluster.sh up 3, SYNCBN_SLOTS=4" "$(grep -v '^#' "$work/hostfile")" "node1 slots=4
+node2 slots=4
+node3 slots=4"
 
 cluster_args=(down)
 cluster >/dev/null 2>&1
@@ -116,7 +151,7 @@ cluster_args=(up 1)
 cluster SYNCBN_FLAVOR=cuda >/dev/null 2>&1
 check "cluster.sh cuda up 1: compose files" "$(compose_calls | sed -n 3p)" \
   "-p syncbn -f docker/compose.yml -f docker/compose.cuda.yml up -d --no-build node1"
-check "cluster.sh cuda up 1: one slot per node" "$(cat "$work/hostfile")" "node1 slots=1"
+check "cluster.sh cuda up 1: one slot per node" "$(grep -v "^#" "$work/hostfile")" "node1 slots=1"
 
 cluster_args=(up 5)
 cluster >/dev/null 2>&1
