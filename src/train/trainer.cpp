@@ -143,16 +143,14 @@ void check_output_path(const std::string& flag, const std::string& path, bool ap
 // Stops the run when the loss of this step is not finite on any rank. Each rank's loss is the
 // mean over its own batch, so ranks can disagree: one allreduce of [nan count, inf count] makes
 // every rank stop at the same step (before backward, whose collectives all ranks must join).
-void check_finite_loss(double loss, dist::Communicator& world, int64_t step, int64_t epoch,
-                       double base_lr) {
-  double bad[2] = {std::isnan(loss) ? 1.0 : 0.0, std::isinf(loss) ? 1.0 : 0.0};
-  world.allreduce_sum(bad, 2, dist::DataType::kFloat64);
-  if (bad[0] == 0 && bad[1] == 0) return;
-  SYNCBN_FAIL(
-      "training diverged at step ", step, " (epoch ", epoch, "): loss is ",
-      bad[0] > 0 ? "nan" : "inf", " on ", static_cast<int64_t>(bad[0] + bad[1]), " of ",
-      world.size(), " rank(s); lower --lr (now ", shortest_repr(base_lr),
-      "), add --warmup-epochs or use a normalisation layer (--norm); no checkpoint written");
+// A rank whose loss is not finite stops at once. No collective is needed for the others: the
+// error reaches abort_job, which ends the whole job (MPI_Abort) within a second.
+void check_finite_loss(double loss, int64_t step, int64_t epoch, double base_lr) {
+  if (std::isfinite(loss)) return;
+  SYNCBN_FAIL("training diverged at step ", step, " (epoch ", epoch, "): loss is ",
+              std::isnan(loss) ? "nan" : "inf", "; lower --lr (now ", shortest_repr(base_lr),
+              "), add --warmup-epochs or use a normalisation layer (--norm); no checkpoint "
+              "written");
 }
 
 }  // namespace
@@ -383,7 +381,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
       optimizer.zero_grad();
       Tensor logits = ddp.forward(batch.images);
       const double loss = criterion.forward(logits, batch.labels);
-      check_finite_loss(loss, *world, result.steps + 1, epoch + 1, config.lr);
+      check_finite_loss(loss, result.steps + 1, epoch + 1, config.lr);
       ddp.backward(criterion.backward());
       optimizer.step();
       ++result.steps;
