@@ -53,18 +53,7 @@ check nccl_bench 60 "${mpirun[@]}" -np 1 bin/syncbn-bench-nccl -b 8 -e 64M -f 8
 check bn_kernels_vs_pytorch 200 bash "$repo/tests/bench/gpu_bn_bench.sh" "$work/bin" --iters 30
 
 # Training throughput against PyTorch on random IDX data of Fashion-MNIST's shape.
-python3 - "$work/idx" <<'PY'
-import gzip, os, struct, sys
-import numpy as np
-out = sys.argv[1]
-os.makedirs(out, exist_ok=True)
-rng = np.random.default_rng(0)
-for prefix, n in (("train", 60000), ("t10k", 10000)):
-    with gzip.open(f"{out}/{prefix}-images-idx3-ubyte.gz", "wb", compresslevel=1) as f:
-        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + rng.integers(0, 256, n * 784, dtype=np.uint8).tobytes())
-    with gzip.open(f"{out}/{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">II", 0x801, n) + rng.integers(0, 10, n, dtype=np.uint8).tobytes())
-PY
+python3 "$repo/tests/bench/random_idx.py" "$work/idx"
 check training_vs_pytorch 240 env SYNCBN_BUILD_DIR="$work/bin" SYNCBN_PYTHON=python3 \
   bash "$repo/tests/bench/train_vs_pytorch.sh" --device cuda --models "cnn resnet" \
   --batch-size 128 --steps 200 --data-dir "$work/idx"

@@ -91,18 +91,7 @@ check "batch-norm kernels vs PyTorch" "$root/tests/bench/gpu_bn_bench.sh" "$buil
 data=${SYNCBN_DATA_DIR:-/usr/share/datasets/fashion-mnist}
 if [[ ! -d $data ]]; then
   data="$results/random-idx"
-  python3 - "$data" <<'PY'
-import gzip, os, struct, sys
-import numpy as np
-out = sys.argv[1]
-os.makedirs(out, exist_ok=True)
-rng = np.random.default_rng(0)
-for prefix, n in (("train", 60000), ("t10k", 10000)):
-    with gzip.open(f"{out}/{prefix}-images-idx3-ubyte.gz", "wb", compresslevel=1) as f:
-        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + rng.integers(0, 256, n * 784, dtype=np.uint8).tobytes())
-    with gzip.open(f"{out}/{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">II", 0x801, n) + rng.integers(0, 10, n, dtype=np.uint8).tobytes())
-PY
+  python3 "$root/tests/bench/random_idx.py" "$data"
 fi
 
 SYNCBN_BUILD_DIR=$build check "training throughput on one GPU vs PyTorch (cnn, resnet; batch 128; 300 steps)" \
