@@ -134,6 +134,15 @@ Tensor& Module::own_buffer(const std::string& name) {
   SYNCBN_FAIL("module ", type_name(), " has no buffer named '", name, "'");
 }
 
+namespace {
+
+// PyTorch stores num_batches_tracked as a 0-dim tensor; ours holds its one value in shape [1].
+bool loadable_shape(const Shape& given, const Shape& target) {
+  return given == target || (given.empty() && target == Shape{1});
+}
+
+}  // namespace
+
 void load_state_dict(Module& module, const std::vector<NamedBuffer>& state) {
   const auto targets = module.state_dict();
   std::map<std::string, const Tensor*> given;
@@ -151,7 +160,7 @@ void load_state_dict(Module& module, const std::vector<NamedBuffer>& state) {
     const auto it = given.find(name);
     if (it == given.end()) {
       append(missing, name);
-    } else if (it->second->shape() != target.shape()) {
+    } else if (!loadable_shape(it->second->shape(), target.shape())) {
       mismatches += "; size mismatch for " + name + ": copying a tensor of shape " +
                     shape_str(it->second->shape()) + " from the checkpoint, the shape in the " +
                     "current model is " + shape_str(target.shape());
@@ -170,7 +179,9 @@ void load_state_dict(Module& module, const std::vector<NamedBuffer>& state) {
 
   for (const auto& [name, target] : targets) {
     Tensor destination = target;  // shares storage with the module's parameter or buffer
-    destination.copy_from(*given.at(name));
+    const Tensor& source = *given.at(name);
+    destination.copy_from(source.shape() == target.shape() ? source
+                                                           : source.reshape(target.shape()));
   }
 }
 

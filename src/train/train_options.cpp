@@ -40,6 +40,7 @@ po::options_description train_options(TrainConfig& c, int& threads, std::string&
     ("broadcast-buffers", po::bool_switch(&c.broadcast_buffers), "broadcast BN buffers from rank 0 each step (local BN)")
     ("bucket-kib", po::value(&c.bucket_kib)->default_value(c.bucket_kib), "gradient bucket size in KiB (the first bucket is 1 MiB)")
     ("device", po::value(&c.device)->default_value(c.device), "auto | cpu | cuda (auto: cuda when a GPU is visible)")
+    ("init-from", po::value(&c.init_from), "start from the weights and buffers in PATH (safetensors with state_dict names, e.g. from PyTorch; strict names and shapes)")
     ("save", po::value(&c.save), "write the final model (parameters and buffers) as safetensors to PATH")
     ("metrics", po::value(&c.metrics), "append one JSON line per epoch to PATH")
     ("no-progress", po::bool_switch(&no_progress), "no progress bar");

@@ -320,6 +320,13 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     model_options.sync_group(sync_group(config, comm));
   std::shared_ptr<nn::Module> model = nn::make_model(model_options);
   nn::initialize(*model, nn::parse_init_scheme(config.init), config.seed);
+  if (!config.init_from.empty()) {
+    try {
+      nn::load_state_dict(*model, load_safetensors(config.init_from));
+    } catch (const Error& e) {
+      SYNCBN_FAIL("--init-from ", config.init_from, ": ", e.what());
+    }
+  }
   model->to(device);
 
   dist::DataParallelOptions dp_options;

@@ -48,6 +48,9 @@ struct TrainConfig {
   std::string device = "auto";
   std::string save;
   std::string metrics;
+  // Weights and buffers to start from (safetensors, state_dict names, e.g. exported from
+  // PyTorch), loaded strictly over the initialisation; rank 0's reach every rank.
+  std::string init_from;
   bool progress = true;  // progress bar on a terminal (rank 0)
 
   // The settings that must agree on every rank, as (name, value) pairs.

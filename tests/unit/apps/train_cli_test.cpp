@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "syncbn/train/safetensors.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -140,6 +142,35 @@ TEST(TrainCliTest, ConfigFileIsReadAndTheCommandLineWins) {
   std::ofstream(cfg) << "batch-size = 0\n";
   expect_error("--config " + cfg.string(), "--batch-size");
   fs::remove(cfg);
+}
+
+// --init-from: a saved model loaded strictly over the initialisation. With lr 0 and no norm
+// (no buffers to update), training from it changes nothing; a file of another model is an
+// error naming the file and the keys, before training.
+TEST(TrainCliTest, InitFromLoadsASavedModelAndRejectsAnotherModelsFile) {
+  const fs::path dir = fs::temp_directory_path() / ("syncbn_cli_init" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const std::string common = "--dataset synthetic --synthetic-samples 256 --batch-size 32 ";
+  const std::string first = (dir / "first.safetensors").string();
+  const std::string second = (dir / "second.safetensors").string();
+  ProcessResult run =
+      run_train(common + "--model mlp --norm none --steps 3 --seed 1 --save " + first);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  run = run_train(common + "--model mlp --norm none --steps 2 --seed 2 --lr 0 --init-from " +
+                  first + " --save " + second);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto a = syncbn::train::load_safetensors(first);
+  const auto b = syncbn::train::load_safetensors(second);
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].first, b[i].first);
+    EXPECT_EQ(a[i].second.to_vector(), b[i].second.to_vector()) << a[i].first;
+  }
+  expect_error(common + "--model cnn --norm bn --steps 1 --init-from " + first,
+               "--init-from " + first + ": error(s) in loading state_dict");
+  expect_error(common + "--steps 1 --init-from " + (dir / "absent.safetensors").string(),
+               "absent.safetensors");
+  fs::remove_all(dir);
 }
 
 TEST(TrainCliTest, SyntheticRunWritesMetricsAndCheckpoint) {

@@ -62,6 +62,25 @@ TEST(LoadStateDictTest, LoadStateDictCopiesIntoParametersAndBuffers) {
   EXPECT_NE(net.named_parameters()[0].second->value.data(), state[0].second.data());
 }
 
+// PyTorch saves BatchNorm's num_batches_tracked as a 0-dim int64 tensor; a layer of ours holds
+// it in shape [1]. Loading accepts the scalar there, and only there.
+class OneValueBuffer : public Module {
+ public:
+  OneValueBuffer() { register_buffer("num_batches_tracked", Tensor::zeros({1})); }
+  std::string type_name() const override { return "OneValueBuffer"; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override { return x.clone(); }
+  Tensor backward_impl(const Tensor& dy) override { return dy.clone(); }
+};
+
+TEST(LoadStateDictTest, AScalarLoadsIntoAOneValueBufferAsPyTorchSavesNumBatchesTracked) {
+  OneValueBuffer module;
+  load_state_dict(module, {{"num_batches_tracked", Tensor::from_vector({}, {7})}});
+  EXPECT_EQ(module.state_dict()[0].second.to_vector(), std::vector<float>{7});
+  EXPECT_THROW(load_state_dict(module, {{"num_batches_tracked", Tensor::zeros({2})}}), Error);
+}
+
 TEST(LoadStateDictTest, LoadStateDictReportsEveryProblemAndChangesNothing) {
   TinyNet net;
   std::vector<NamedBuffer> state = tiny_state();
