@@ -8,24 +8,16 @@
 #include <utility>
 #include <vector>
 
+#include "support/error.h"
 #include "syncbn/distributed/mpi_communicator.h"
 #include "syncbn/error.h"
 
 namespace syncbn::dist {
 namespace {
 
-using Settings = std::vector<std::pair<std::string, std::string>>;
+using syncbn::testing::error_of;
 
-// The message of the syncbn::Error that f throws, or "" when it throws nothing.
-template <class F>
-std::string error_message(F f) {
-  try {
-    f();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "";
-}
+using Settings = std::vector<std::pair<std::string, std::string>>;
 
 // After a failed check, the ranks must still be in step: a collective completes.
 void expect_ranks_in_step(Communicator& comm) {
@@ -54,7 +46,7 @@ TEST(ConsistencyTest, ValueDifferingOnLastRankNamesTheFirstDifferingKeyAndRanks)
     settings[3].second = "7";   // seed: a later one, not reported
   }
   const std::string message =
-      error_message([&] { check_consistent(*comm, settings, "training configuration"); });
+      error_of([&] { check_consistent(*comm, settings, "training configuration"); });
   EXPECT_NE(message.find("training configuration differs across ranks: batch-size is 32 on "
                          "rank 0 but 16 on rank " +
                          std::to_string(odd)),
@@ -70,7 +62,7 @@ TEST(ConsistencyTest, ValueDifferingOnRankZeroListsTheOtherRanksAsARange) {
   Settings settings = base_settings();
   if (comm->rank() == 0) settings[2].second = "0.4";
   const std::string message =
-      error_message([&] { check_consistent(*comm, settings, "training configuration"); });
+      error_of([&] { check_consistent(*comm, settings, "training configuration"); });
   const std::string others =
       comm->size() == 2 ? "rank 1" : "ranks 1-" + std::to_string(comm->size() - 1);
   EXPECT_NE(message.find("lr is 0.4 on rank 0 but 0.1 on " + others), std::string::npos) << message;
@@ -82,7 +74,7 @@ TEST(ConsistencyTest, MissingAndRenamedKeysAreReported) {
   if (comm->size() < 2) GTEST_SKIP() << "needs two ranks";
   Settings missing = base_settings();
   if (comm->rank() == 1) missing.pop_back();
-  std::string message = error_message([&] { check_consistent(*comm, missing, "configuration"); });
+  std::string message = error_of([&] { check_consistent(*comm, missing, "configuration"); });
   EXPECT_NE(message.find("configuration differs across ranks: seed is 42 on rank 0 but not set "
                          "on rank 1"),
             std::string::npos)
@@ -90,7 +82,7 @@ TEST(ConsistencyTest, MissingAndRenamedKeysAreReported) {
 
   Settings renamed = base_settings();
   if (comm->rank() == 1) renamed[2].first = "learning-rate";
-  message = error_message([&] { check_consistent(*comm, renamed, "configuration"); });
+  message = error_of([&] { check_consistent(*comm, renamed, "configuration"); });
   EXPECT_NE(message.find("setting 3 is 'lr' on rank 0 but 'learning-rate' on rank 1"),
             std::string::npos)
       << message;
@@ -116,7 +108,7 @@ TEST(ConsistencyTest, SignatureMismatchNamesTheFirstDifferingLineAndItsRank) {
     lines[4] = "fc.bias [12]";  // later, not reported
   }
   const std::string message =
-      error_message([&] { check_same_signature(*comm, lines, "model signature"); });
+      error_of([&] { check_same_signature(*comm, lines, "model signature"); });
   EXPECT_NE(message.find("model signature differs across ranks at line 4: 'fc.weight [10, 16]' "
                          "on rank 0 but 'fc.weight [10, 32]' on rank 1"),
             std::string::npos)
@@ -132,7 +124,7 @@ TEST(ConsistencyTest, SignatureWithMissingLinesNamesWhereItEnds) {
   const int short_rank = comm->size() - 1;
   if (comm->rank() == short_rank) lines.resize(3);
   const std::string message =
-      error_message([&] { check_same_signature(*comm, lines, "model signature"); });
+      error_of([&] { check_same_signature(*comm, lines, "model signature"); });
   EXPECT_NE(message.find("at line 4: 'fc.weight [10, 16]' on rank 0 but no line (it has 3 "
                          "lines) on rank " +
                          std::to_string(short_rank)),
@@ -158,7 +150,7 @@ TEST(ConsistencyTest, DataSizesAreComparedBeforeFingerprints) {
     data[0].fingerprint = 0x99;  // a later difference in the order of the checks
     data[1].samples = 9000;
   }
-  const std::string message = error_message([&] { check_same_data(*comm, data, "training data"); });
+  const std::string message = error_of([&] { check_same_data(*comm, data, "training data"); });
   EXPECT_NE(message.find("training data differs across ranks: the test set has 10000 samples on "
                          "rank 0 but 9000 on rank 1"),
             std::string::npos)
@@ -172,7 +164,7 @@ TEST(ConsistencyTest, DataOfTheSameSizeWithOtherContentNamesTheFingerprints) {
   std::vector<DataSummary> data = base_data();
   const int odd = comm->size() - 1;
   if (comm->rank() == odd) data[0].fingerprint = 0xfeed;
-  const std::string message = error_message([&] { check_same_data(*comm, data, "training data"); });
+  const std::string message = error_of([&] { check_same_data(*comm, data, "training data"); });
   EXPECT_NE(message.find("training data differs across ranks: the training set has the same size "
                          "(60000 samples) on every rank but different content: fingerprint "
                          "0x000000001234abcd on rank 0 but 0x000000000000feed on rank " +

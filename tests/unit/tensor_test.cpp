@@ -4,10 +4,13 @@
 
 #include <string>
 
+#include "support/error.h"
 #include "syncbn/error.h"
 
 namespace syncbn {
 namespace {
+
+using syncbn::testing::error_of;
 
 TEST(TensorTest, CopiesShareStorageAndCloneDoesNot) {
   Tensor a = Tensor::zeros({2, 3});
@@ -34,18 +37,6 @@ TEST(TensorTest, ReshapeInfersOneDimensionAndRejectsBadShapes) {
   EXPECT_THROW(a.reshape({-1, -1}), Error);
   EXPECT_EQ(a.size(-1), 2);
   EXPECT_THROW(a.size(3), Error);
-}
-
-// The message of the syncbn::Error that fn throws ("" and a test failure if none).
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a syncbn::Error";
-  return "";
 }
 
 TEST(TensorTest, ShapeWhoseElementCountOverflowsIsAnError) {

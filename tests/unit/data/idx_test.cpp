@@ -12,10 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "support/error.h"
 #include "syncbn/error.h"
 
 namespace syncbn::data {
 namespace {
+
+using syncbn::testing::error_of;
 
 namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
@@ -74,18 +77,6 @@ void write_gz(const std::string& path, const Bytes& bytes) {
 Bytes read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return Bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// The message of the syncbn::Error that fn throws ("" and a test failure if none).
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a syncbn::Error";
-  return "";
 }
 
 #define EXPECT_CONTAINS(text, part)                          \

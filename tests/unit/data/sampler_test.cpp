@@ -3,16 +3,18 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <functional>
 #include <numeric>
 #include <set>
 #include <string>
 
+#include "support/error.h"
 #include "syncbn/error.h"
 #include "syncbn/random.h"
 
 namespace syncbn::data {
 namespace {
+
+using syncbn::testing::error_of;
 
 // The documented permutation, written out independently: Fisher-Yates from the last position
 // down, driven by Generator(derive_seed(seed, epoch)).
@@ -25,16 +27,6 @@ std::vector<int64_t> reference_permutation(int64_t n, uint64_t seed, int64_t epo
     std::swap(p[static_cast<std::size_t>(i)], p[static_cast<std::size_t>(j)]);
   }
   return p;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a syncbn::Error";
-  return "";
 }
 
 TEST(DistributedSamplerTest, RanksTogetherSeeTheOneProcessGlobalBatchInRankOrder) {
