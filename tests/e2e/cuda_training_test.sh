@@ -12,9 +12,9 @@ compare=$build/syncbn-compare-safetensors
 data=${SYNCBN_DATA_DIR:-/usr/share/datasets/fashion-mnist}
 dataset=(--data-dir "$data")
 [[ -d $data ]] || dataset=(--dataset synthetic)
-mpirun_cmd=(mpirun --oversubscribe --bind-to none --mca btl "self,vader,tcp" --mca pml ob1
-            --mca mpi_yield_when_idle 1 -x SYNCBN_NCCL_HOSTID_PER_RANK=1)
-[[ $(id -u) -eq 0 ]] && mpirun_cmd+=(--allow-run-as-root)
+# shellcheck source=tests/e2e/mpirun.sh
+source "$(dirname "${BASH_SOURCE[0]}")/mpirun.sh"
+mpirun_cmd+=(-x SYNCBN_NCCL_HOSTID_PER_RANK=1)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 common=(--model mlp --steps 30 --seed 5 --lr 0.0005 --threads 1 --no-progress --device cuda

@@ -21,9 +21,8 @@ compare=$build/syncbn-compare-safetensors
 data=${SYNCBN_DATA_DIR:-/usr/share/datasets/fashion-mnist}
 [[ -d $data ]] || { echo "skip: no Fashion-MNIST in $data (apt-get install dataset-fashion-mnist)"; exit 77; }
 
-mpirun_cmd=(mpirun --oversubscribe --bind-to none --mca btl "self,vader,tcp" --mca pml ob1
-            --mca mpi_yield_when_idle 1)
-[[ $(id -u) -eq 0 ]] && mpirun_cmd+=(--allow-run-as-root)
+# shellcheck source=tests/e2e/mpirun.sh
+source "$(dirname "${BASH_SOURCE[0]}")/mpirun.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 passed=0 failed=0

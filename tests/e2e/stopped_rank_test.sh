@@ -10,9 +10,8 @@ train=$build/syncbn-train
 [[ -x $train ]] || { echo "skip: no $train"; exit 77; }
 command -v mpirun >/dev/null || { echo "skip: no mpirun"; exit 77; }
 
-mpirun_cmd=(mpirun --oversubscribe --bind-to none --mca btl "self,vader,tcp" --mca pml ob1
-            --mca mpi_yield_when_idle 1)
-[[ $(id -u) -eq 0 ]] && mpirun_cmd+=(--allow-run-as-root)
+# shellcheck source=tests/e2e/mpirun.sh
+source "$(dirname "${BASH_SOURCE[0]}")/mpirun.sh"
 tmp=$(mktemp -d)
 # The metrics path is unique to this run: it finds the ranks' processes (pgrep -f).
 marker=$tmp/stopped-rank-metrics.jsonl

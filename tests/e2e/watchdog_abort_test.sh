@@ -7,9 +7,8 @@ set -uo pipefail
 build=${SYNCBN_BUILD_DIR:?SYNCBN_BUILD_DIR must point at the build directory}
 program=$build/tests/mpi_watchdog_abort
 [[ -x $program ]] || { echo "FAIL: $program is missing"; exit 1; }
-mpirun_cmd=(mpirun --oversubscribe --bind-to none --mca btl "self,vader,tcp" --mca pml ob1
-            --mca mpi_yield_when_idle 1)
-[[ $(id -u) -eq 0 ]] && mpirun_cmd+=(--allow-run-as-root)
+# shellcheck source=tests/e2e/mpirun.sh
+source "$(dirname "${BASH_SOURCE[0]}")/mpirun.sh"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
