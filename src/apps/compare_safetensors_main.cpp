@@ -77,7 +77,9 @@ int main(int argc, char** argv) {
       const float* x = ta.data();
       const float* y = tb.data();
       for (int64_t i = 0; i < ta.numel(); ++i) {
-        const double excess = std::fabs(double(x[i]) - y[i]) / (atol + rtol * std::fabs(y[i]));
+        const double difference = std::fabs(double(x[i]) - y[i]);
+        // Equal values are within any tolerance, also rtol = atol = 0 (exact) where 0 / 0 is NaN.
+        const double excess = difference == 0 ? 0 : difference / (atol + rtol * std::fabs(y[i]));
         if (!(excess <= worst)) {  // also catches NaN
           worst = std::isnan(excess) ? INFINITY : excess;
           worst_name = name + "[" + std::to_string(i) + "]";

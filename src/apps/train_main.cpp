@@ -10,6 +10,8 @@
 #include <iostream>
 #include <limits>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "syncbn/distributed/communicator.h"
 #include "syncbn/distributed/runtime.h"
@@ -104,6 +106,19 @@ std::vector<int64_t> parse_shape(const std::string& text) {
   return shape;
 }
 
+// The command line, with "--resume PATH" joined into "--resume=PATH": Boost reads an option
+// whose value is optional (--resume alone means --checkpoint-dir) only from "--resume=PATH".
+std::vector<std::string> join_optional_values(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "--resume" && !args[i + 1].empty() && args[i + 1][0] != '-') {
+      args[i] += "=" + args[i + 1];
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+    }
+  }
+  return args;
+}
+
 // Returns false when the program should exit at once (--help).
 bool parse_flags(int argc, char** argv, TrainConfig& c, int& threads, bool leader) {
   std::string synthetic_shape = "1,28,28";
@@ -114,7 +129,7 @@ bool parse_flags(int argc, char** argv, TrainConfig& c, int& threads, bool leade
       c, threads, config_file, synthetic_shape, seed, no_decay_norm_and_bias, no_progress);
   po::variables_map vm;
   try {
-    po::store(po::parse_command_line(argc, argv, options), vm);
+    po::store(po::command_line_parser(join_optional_values(argc, argv)).options(options).run(), vm);
     if (vm.count("help")) {
       if (leader) std::cout << "usage: syncbn-train [options]\n\n" << options << "\n";
       return false;
@@ -132,6 +147,9 @@ bool parse_flags(int argc, char** argv, TrainConfig& c, int& threads, bool leade
   c.seed = parse_seed(seed);
   c.decay_norm_and_bias = !no_decay_norm_and_bias;
   c.progress = !no_progress;
+  if (vm.count("resume") && c.resume.empty()) c.resume = c.checkpoint_dir;
+  SYNCBN_CHECK(!vm.count("resume") || !c.resume.empty(),
+               "--resume without a path needs --checkpoint-dir (the directory to resume from)");
   SYNCBN_CHECK(threads >= 0 && threads <= kMaxThreads, "--threads must be an integer in 0..",
                kMaxThreads, " (0 = cores / ranks on this node), got ", threads);
   return true;

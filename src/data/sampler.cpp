@@ -32,8 +32,12 @@ DistributedSampler::DistributedSampler(int64_t dataset_size, int64_t batch_per_r
   set_epoch(0);
 }
 
-void DistributedSampler::set_epoch(int64_t epoch) {
+void DistributedSampler::set_epoch(int64_t epoch, int64_t start_sample) {
   SYNCBN_CHECK(epoch >= 0, "DistributedSampler: epoch must be non-negative, got ", epoch);
+  SYNCBN_CHECK(start_sample >= 0 && start_sample <= dataset_size_,
+               "DistributedSampler: start sample ", start_sample, " is outside the epoch of ",
+               dataset_size_, " samples");
+  start_sample_ = start_sample;
   if (epoch == epoch_) return;
   epoch_ = epoch;
   permutation_.resize(static_cast<std::size_t>(dataset_size_));
@@ -52,12 +56,26 @@ int64_t DistributedSampler::steps_per_epoch() const {
   return drop_last_ ? dataset_size_ / global : (dataset_size_ + global - 1) / global;
 }
 
+int64_t DistributedSampler::steps_in_epoch() const {
+  const int64_t global = global_batch_size();
+  const int64_t remaining = dataset_size_ - start_sample_;
+  return drop_last_ ? remaining / global : (remaining + global - 1) / global;
+}
+
+int64_t DistributedSampler::sample_offset_after(int64_t steps_done) const {
+  SYNCBN_CHECK(steps_done >= 0 && steps_done <= steps_in_epoch(),
+               "DistributedSampler: ", steps_done, " steps done is out of range; this epoch has ",
+               steps_in_epoch(), " steps");
+  return steps_done == steps_in_epoch() ? dataset_size_
+                                        : start_sample_ + steps_done * global_batch_size();
+}
+
 void DistributedSampler::indices(int64_t step, std::vector<int64_t>& out) const {
-  SYNCBN_CHECK(step >= 0 && step < steps_per_epoch(), "DistributedSampler: step ", step,
-               " is out of range; an epoch has ", steps_per_epoch(), " steps");
+  SYNCBN_CHECK(step >= 0 && step < steps_in_epoch(), "DistributedSampler: step ", step,
+               " is out of range; this epoch has ", steps_in_epoch(), " steps");
   // Positions [begin, end) of the permutation, clipped to the dataset in the last partial step.
   const int64_t begin =
-      std::min(step * global_batch_size() + rank_ * batch_per_rank_, dataset_size_);
+      std::min(start_sample_ + step * global_batch_size() + rank_ * batch_per_rank_, dataset_size_);
   const int64_t end = std::min(begin + batch_per_rank_, dataset_size_);
   out.assign(permutation_.begin() + begin, permutation_.begin() + end);
 }

@@ -13,7 +13,7 @@
 namespace syncbn::train {
 
 std::string to_json(const EpochMetrics& m) {
-  const nlohmann::ordered_json row = {
+  nlohmann::ordered_json row = {
       {"epoch", m.epoch},
       {"step", m.step},
       {"train_loss", m.train_loss},
@@ -26,6 +26,7 @@ std::string to_json(const EpochMetrics& m) {
       {"world_size", m.world_size},
       {"batch_size", m.batch_size},
   };
+  if (m.resumed_from_step >= 0) row["resumed_from_step"] = m.resumed_from_step;
   return row.dump();
 }
 

@@ -231,7 +231,8 @@ std::string header_json(const std::string& path, const NamedTensors& tensors,
 }  // namespace
 
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata,
+                      const std::string& temp_path) {
   std::set<std::string> names;
   for (const auto& [name, tensor] : tensors) {
     SYNCBN_CHECK(!name.empty() && name != "__metadata__", path, ": invalid tensor name '", name,
@@ -246,7 +247,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   SYNCBN_CHECK(header.size() <= kMaxHeaderBytes, path, ": safetensors header of ", header.size(),
                " bytes exceeds the format's limit of ", kMaxHeaderBytes);
 
-  TempFile file(path + ".tmp");
+  TempFile file(temp_path.empty() ? path + ".tmp" : temp_path);
   const uint64_t header_length = header.size();  // little-endian on this host (asserted above)
   file.write(&header_length, sizeof(header_length));
   file.write(header.data(), header.size());

@@ -43,6 +43,10 @@ po::options_description train_options(TrainConfig& c, int& threads, std::string&
     ("init-from", po::value(&c.init_from), "start from the weights and buffers in PATH (safetensors with state_dict names, e.g. from PyTorch; strict names and shapes)")
     ("save", po::value(&c.save), "write the final model (parameters and buffers) as safetensors to PATH")
     ("metrics", po::value(&c.metrics), "append one JSON line per epoch to PATH")
+    ("checkpoint-dir", po::value(&c.checkpoint_dir), "write resumable checkpoints (model, optimizer, data position) to DIR at each epoch's end and the run's end")
+    ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(c.checkpoint_every), "also every N optimizer steps (0 = epoch ends only)")
+    ("keep-checkpoints", po::value(&c.keep_checkpoints)->default_value(c.keep_checkpoints), "keep the K newest checkpoints in --checkpoint-dir")
+    ("resume", po::value(&c.resume)->implicit_value(""), "continue from checkpoint FILE, or the newest valid one in DIR (--resume alone: --checkpoint-dir)")
     ("no-progress", po::bool_switch(&no_progress), "no progress bar");
   // clang-format on
   return options;

@@ -30,6 +30,7 @@
 #include "syncbn/optim/sgd.h"
 #include "syncbn/train/checkpoint.h"
 #include "syncbn/train/safetensors.h"
+#include "train/checkpointing.h"
 #include "util/checked.h"
 #include "util/clock.h"
 #include "util/format.h"
@@ -231,6 +232,10 @@ void TrainConfig::validate() const {
   check_range("--synthetic-classes", synthetic_classes, 2, kMaxClasses);
   check_range("--bucket-kib", bucket_kib, 1, kMaxBucketKib);
   check_range("first bucket size (KiB)", first_bucket_kib, 1, kMaxBucketKib);
+  check_range("--checkpoint-every", checkpoint_every, 0, kMaxSteps, " (0 = at epoch ends)");
+  check_range("--keep-checkpoints", keep_checkpoints, 1, kMaxEpochs);
+  SYNCBN_CHECK(checkpoint_every == 0 || !checkpoint_dir.empty(),
+               "--checkpoint-every needs --checkpoint-dir");
   SYNCBN_CHECK(dataset == "fashion-mnist" || dataset == "synthetic", "unknown dataset ",
                quote_brief(dataset), ": expected fashion-mnist or synthetic");
   SYNCBN_CHECK(synthetic_shape.size() == 3, "--synthetic-shape must be C,H,W, got '",
@@ -367,19 +372,30 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     std::fflush(stdout);
   }
 
+  const Settings settings = run_settings(config, data.train);
+  Checkpointer checkpoints(config, *world, settings, global_batch);
+  const StartPoint start_point =
+      resume_training(config, *world, settings, *model, optimizer, loader.sampler());
+
   TrainResult result;
+  result.steps = start_point.position.step;
   nn::CrossEntropyLoss criterion;
   model->train();
-  for (int64_t epoch = 0; epoch < config.epochs; ++epoch) {
+  for (int64_t epoch = start_point.position.epoch; epoch < config.epochs; ++epoch) {
     if (config.steps > 0 && result.steps >= config.steps) break;
-    loader.set_epoch(epoch);
-    ProgressBar bar(leader && config.progress, epoch + 1, config.epochs, steps_per_epoch);
-    // Local sums of [loss * n, correct, n], reduced once at the end of the epoch.
+    const bool resumed_epoch = epoch == start_point.position.epoch;
+    loader.set_epoch(epoch, resumed_epoch ? start_point.position.sample_offset : 0);
+    const int64_t steps_in_epoch = loader.steps_in_epoch();
+    ProgressBar bar(leader && config.progress, epoch + 1, config.epochs, steps_in_epoch);
+    // Local sums of [loss * n, correct, n], reduced once at the end of the epoch. A resumed
+    // epoch starts from the sums its checkpoint recorded (on rank 0: the reduction adds them).
     double totals[3] = {0, 0, 0};
+    if (resumed_epoch && leader) std::copy_n(start_point.epoch_totals.begin(), 3, totals);
+    const double resumed_samples = resumed_epoch ? start_point.epoch_totals[2] : 0.0;
     const double start = now_seconds();
     int64_t step = 0;
     double lr = sgd_options.lr();
-    for (; step < steps_per_epoch; ++step) {
+    for (; step < steps_in_epoch; ++step) {
       if (config.steps > 0 && result.steps >= config.steps) break;
       dist::set_current_step(result.steps + 1);  // 1-based; a communication timeout names it
       const data::Batch& batch = loader.batch(step);
@@ -395,6 +411,11 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
       totals[0] += loss * static_cast<double>(batch.size());
       totals[1] += static_cast<double>(criterion.correct());
       totals[2] += static_cast<double>(batch.size());
+      if (checkpoints.due(result.steps) && step + 1 < steps_in_epoch) {
+        checkpoints.save_in_epoch(
+            *model, optimizer,
+            {epoch, loader.sampler().sample_offset_after(step + 1), result.steps}, totals);
+      }
       const double elapsed = now_seconds() - start;
       bar.update(step + 1, totals[0] / std::max(1.0, totals[2]),
                  totals[1] / std::max(1.0, totals[2]),
@@ -417,17 +438,27 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
                  "; lower --lr (now ", shortest_repr(config.lr), "); no checkpoint written");
     m.test_loss = eval.loss;
     m.test_accuracy = eval.accuracy;
-    m.images_per_second = totals[2] / std::max(1e-9, seconds);
+    m.images_per_second = (totals[2] - resumed_samples) / std::max(1e-9, seconds);
     m.seconds = seconds;
     m.lr = lr;
     m.world_size = world->size();
     m.batch_size = config.batch_size;
+    if (resumed_epoch) m.resumed_from_step = start_point.resumed_from_step;
     result.epochs.push_back(m);
     if (leader) {
       std::printf("%s\n", summary_line(m, config.epochs).c_str());
       std::fflush(stdout);
       if (!config.metrics.empty()) append_metrics(config.metrics, m);
     }
+    // After the metrics line: a resume from here does not repeat it. A run cut short by --steps
+    // records where in the epoch it stopped, with the epoch's sums (reduced above).
+    const double no_totals[3] = {0, 0, 0};
+    const bool epoch_done = step == steps_in_epoch;
+    checkpoints.save(
+        *model, optimizer,
+        epoch_done ? RunPosition{epoch + 1, 0, result.steps}
+                   : RunPosition{epoch, loader.sampler().sample_offset_after(step), result.steps},
+        epoch_done ? no_totals : totals);
   }
 
   if (!config.save.empty() && leader) {

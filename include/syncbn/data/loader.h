@@ -30,8 +30,11 @@ class Loader {
   // a short last batch, shape (0, C, H, W) for an empty one).
   Batch& batch(int64_t step);
 
-  void set_epoch(int64_t epoch) { sampler_.set_epoch(epoch); }
+  void set_epoch(int64_t epoch, int64_t start_sample = 0) {
+    sampler_.set_epoch(epoch, start_sample);
+  }
   int64_t steps_per_epoch() const { return sampler_.steps_per_epoch(); }
+  int64_t steps_in_epoch() const { return sampler_.steps_in_epoch(); }
   const DistributedSampler& sampler() const { return sampler_; }
   const Dataset& dataset() const { return dataset_; }
 

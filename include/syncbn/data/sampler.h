@@ -20,12 +20,24 @@ class DistributedSampler {
   DistributedSampler(int64_t dataset_size, int64_t batch_per_rank, int world_size, int rank,
                      uint64_t seed, bool shuffle = true, bool drop_last = true);
 
-  // Recomputes the permutation for `epoch` (O(dataset_size)); call once per epoch.
-  void set_epoch(int64_t epoch);
+  // Recomputes the permutation for `epoch` (O(dataset_size)); call once per epoch. The epoch's
+  // steps start at position `start_sample` of the permutation (0 <= start_sample <= N): a run
+  // resumed mid-epoch continues from the samples it had reached, whatever its global batch
+  // (docs/DESIGN.md §6). Step t then covers positions [start + t*B, start + (t+1)*B).
+  void set_epoch(int64_t epoch, int64_t start_sample = 0);
   int64_t epoch() const { return epoch_; }
+  int64_t start_sample() const { return start_sample_; }
 
+  // Steps of a whole epoch (from position 0).
   int64_t steps_per_epoch() const;
-  // This rank's sample indices at `step` of the current epoch (0 <= step < steps_per_epoch()).
+  // Steps of the current epoch from start_sample(): floor((N - start) / B) with drop_last,
+  // else ceil((N - start) / B). Equal to steps_per_epoch() when start_sample() is 0.
+  int64_t steps_in_epoch() const;
+  // The permutation position reached once `steps_done` steps of the current epoch have run
+  // (0 <= steps_done <= steps_in_epoch()): start + steps_done * B, and N after the last step
+  // (samples that a drop_last epoch leaves over are skipped).
+  int64_t sample_offset_after(int64_t steps_done) const;
+  // This rank's sample indices at `step` of the current epoch (0 <= step < steps_in_epoch()).
   std::vector<int64_t> indices(int64_t step) const;
   // Same, into `out` (reuses its capacity: no allocation per step).
   void indices(int64_t step, std::vector<int64_t>& out) const;
@@ -48,6 +60,7 @@ class DistributedSampler {
   bool shuffle_;
   bool drop_last_;
   int64_t epoch_ = -1;
+  int64_t start_sample_ = 0;
   std::vector<int64_t> permutation_;
 };
 

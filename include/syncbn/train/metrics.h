@@ -14,6 +14,7 @@ struct EpochMetrics {
   double seconds = 0;            // training time of the epoch, evaluation excluded
   double lr = 0;                 // learning rate of the last step
   int64_t world_size = 1, batch_size = 0;
+  int64_t resumed_from_step = -1;  // the first epoch after --resume: the checkpoint's step
 };
 
 std::string to_json(const EpochMetrics& m);

@@ -17,12 +17,14 @@ namespace syncbn::train {
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // Writes `tensors` (any devices; copied to the host) as F32 in the given order, with
-// `metadata` as "__metadata__". Atomic: the bytes go to "<path>.tmp", which is fsync'ed and
-// renamed over `path`, so a crash leaves either the old file or the new one. Names must be
+// `metadata` as "__metadata__". Atomic: the bytes go to `temp_path` ("<path>.tmp" when empty),
+// which is fsync'ed and renamed over `path`, so a crash leaves either the old file or the new
+// one (and perhaps the temporary file). Names must be
 // unique, non-empty, valid UTF-8 and not "__metadata__". I/O failures throw syncbn::Error
 // naming the path.
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
+                      const std::map<std::string, std::string>& metadata = {},
+                      const std::string& temp_path = {});
 
 // Reads a safetensors file into CPU tensors, in the order of their data offsets (which is the
 // order save_safetensors was given). F32 loads as is; F64, F16, BF16, I64 and I32 are converted

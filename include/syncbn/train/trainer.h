@@ -52,6 +52,14 @@ struct TrainConfig {
   // PyTorch), loaded strictly over the initialisation; rank 0's reach every rank.
   std::string init_from;
   bool progress = true;  // progress bar on a terminal (rank 0)
+  // Resumable training (docs/DESIGN.md §6, syncbn/train/run_state.h): rank 0 writes the run's
+  // state to checkpoint_dir every checkpoint_every optimizer steps (0 = at epoch ends only), at
+  // each epoch's end and at the run's end, keeping the keep_checkpoints newest. resume: a
+  // checkpoint file, or a directory whose newest valid checkpoint is continued.
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = 0;
+  int64_t keep_checkpoints = 3;
+  std::string resume;
 
   // The settings that must agree on every rank, as (name, value) pairs.
   std::vector<std::pair<std::string, std::string>> settings() const;

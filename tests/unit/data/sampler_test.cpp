@@ -163,6 +163,50 @@ TEST(DistributedSamplerTest, IndicesIntoAVectorReuseItsCapacity) {
   }
 }
 
+TEST(DistributedSamplerTest, StartSampleContinuesThePermutationWhateverTheGlobalBatch) {
+  // A run of 3 ranks x 4 stopped after 3 steps of epoch 2 had consumed positions [0, 36). The
+  // epoch continues from position 36 of the same permutation on any world: here 2 ranks x 5.
+  const int64_t n = 100, start = 36;
+  const std::vector<int64_t> permutation = reference_permutation(n, /*seed=*/7, /*epoch=*/2);
+  for (bool drop_last : {true, false}) {
+    std::vector<DistributedSampler> ranks;
+    for (int r = 0; r < 2; ++r) ranks.emplace_back(n, 5, 2, r, 7, true, drop_last);
+    for (auto& sampler : ranks) sampler.set_epoch(2, start);
+    // 64 samples remain: 6 whole global batches of 10, and a seventh of 4 without drop_last.
+    EXPECT_EQ(ranks[0].steps_in_epoch(), drop_last ? 6 : 7);
+    EXPECT_EQ(ranks[0].steps_per_epoch(), 10);  // a whole epoch is unchanged
+    std::vector<int64_t> seen;
+    for (int64_t step = 0; step < ranks[0].steps_in_epoch(); ++step) {
+      for (const auto& sampler : ranks) {
+        for (int64_t index : sampler.indices(step)) seen.push_back(index);
+      }
+      const int64_t expected_offset =
+          step + 1 == ranks[0].steps_in_epoch() ? n : start + 10 * (step + 1);
+      EXPECT_EQ(ranks[0].sample_offset_after(step + 1), expected_offset) << "step " << step;
+    }
+    EXPECT_EQ(ranks[0].sample_offset_after(0), start);
+    const int64_t end = drop_last ? start + 60 : n;
+    EXPECT_EQ(seen, std::vector<int64_t>(permutation.begin() + start, permutation.begin() + end))
+        << "drop_last " << drop_last;
+  }
+
+  // The same world resumes exactly where it stopped: step t from position 36 is step t + 3.
+  DistributedSampler whole(n, 4, 3, 1, 7), resumed(n, 4, 3, 1, 7);
+  whole.set_epoch(2);
+  resumed.set_epoch(2, start);
+  for (int64_t step = 0; step < resumed.steps_in_epoch(); ++step) {
+    EXPECT_EQ(resumed.indices(step), whole.indices(step + 3)) << "step " << step;
+  }
+  // The epoch's start applies to the next set_epoch call only, even for the same epoch.
+  resumed.set_epoch(2);
+  EXPECT_EQ(resumed.indices(0), whole.indices(0));
+  resumed.set_epoch(3, n);
+  EXPECT_EQ(resumed.steps_in_epoch(), 0);
+  EXPECT_NE(error_of([&] { resumed.set_epoch(3, n + 1); }).find("start sample 101 is outside"),
+            std::string::npos);
+  EXPECT_THROW(resumed.set_epoch(3, -1), Error);
+}
+
 TEST(DistributedSamplerTest, InvalidArgumentsAreClearErrors) {
   EXPECT_NE(error_of([] { DistributedSampler(10, 0, 1, 0, 0); }).find("batch size per rank"),
             std::string::npos);
