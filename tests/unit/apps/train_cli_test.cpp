@@ -4,9 +4,11 @@
 #include <sys/wait.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -285,6 +287,61 @@ TEST(TrainCliTest, OverLongOrBinaryConfigLinesAreQuotedBriefly) {
   EXPECT_NE(run.output.find("(3000 bytes)"), std::string::npos) << run.output;
   EXPECT_LT(run.output.size(), 400u) << run.output;
   fs::remove(cfg);
+}
+
+TEST(TrainCliTest, CheckpointAndResumeFlagsAreCheckedBeforeTraining) {
+  expect_error(kTinyRun + "--resume", "--resume without a path needs --checkpoint-dir");
+  expect_error(kTinyRun + "--checkpoint-every 5", "--checkpoint-every needs --checkpoint-dir");
+  expect_error(kTinyRun + "--checkpoint-dir /tmp --keep-checkpoints 0", "--keep-checkpoints");
+  expect_error(kTinyRun + "--resume /nonexistent/run", "/nonexistent/run: no such file");
+  expect_error(kTinyRun + "--checkpoint-dir /proc/syncbn-no", "--checkpoint-dir /proc/syncbn-no");
+}
+
+TEST(TrainCliTest, ResumeRefusesOtherSettingsOrAPlainWeightsFile) {
+  const fs::path dir = fs::temp_directory_path() / ("syncbn_cli_resume" + std::to_string(getpid()));
+  fs::create_directories(dir);  // for --save; --checkpoint-dir would create it
+  const std::string run = kTinyRun + "--norm bn --steps 3 --checkpoint-dir " + dir.string();
+  const ProcessResult first = run_train(run + " --save " + (dir / "w.safetensors").string());
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_TRUE(fs::exists(dir / "ckpt-step-00000003.safetensors")) << first.output;
+  expect_error(kTinyRun + "--norm gn --resume " + dir.string(),
+               "the checkpoint was written with norm 'bn', this run has 'gn'");
+  expect_error(kTinyRun + "--norm bn --resume " + (dir / "w.safetensors").string(),
+               "not a training checkpoint");
+  // The batch per rank may change; --resume DIR and --resume=DIR are the same.
+  for (const std::string& flag : {"--resume " + dir.string(), "--resume=" + dir.string()}) {
+    const ProcessResult resumed = run_train(
+        "--dataset synthetic --synthetic-samples 64 --synthetic-shape 1,8,8 --batch-size 8 "
+        "--norm bn " +
+        flag);
+    EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+    EXPECT_NE(resumed.output.find("resumed from " + (dir / "ckpt-step-00000003").string()),
+              std::string::npos)
+        << resumed.output;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(TrainCliTest, DivergedRunKeepsOnlyCheckpointsOfFiniteWeights) {
+  const fs::path dir = fs::temp_directory_path() / ("syncbn_cli_nanck" + std::to_string(getpid()));
+  const ProcessResult run = run_train(kTinyRun +
+                                      "--norm none --lr 1e3 --epochs 50 "
+                                      "--checkpoint-every 1 --keep-checkpoints 100 "
+                                      "--checkpoint-dir " +
+                                      dir.string());
+  EXPECT_NE(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("training diverged at step"), std::string::npos) << run.output;
+  // Whatever was written before the divergence holds finite values only.
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    std::map<std::string, std::string> metadata;
+    for (const auto& [name, tensor] :
+         syncbn::train::load_safetensors(entry.path().string(), &metadata)) {
+      for (float value : tensor.to_vector()) {
+        ASSERT_TRUE(std::isfinite(value)) << entry.path() << " " << name;
+      }
+    }
+  }
+  fs::remove_all(dir);
 }
 
 }  // namespace
