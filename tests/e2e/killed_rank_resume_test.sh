@@ -32,13 +32,15 @@ export OMP_NUM_THREADS=1
 command=("${mpirun_cmd[@]}" -np 2 "$train" --model mlp --norm syncbn --dataset synthetic
          --synthetic-samples 4096 --batch-size 16 --epochs 6 --seed 5 --threads 1 --no-progress)
 
+start=$(date +%s.%N)
 timeout 120 "${command[@]}" --save "$tmp/full.safetensors" >"$tmp/full.log" 2>&1
-check "uninterrupted run of 768 steps" $?
+status=$?  # before $(seconds_since ...), which resets $?
+check "uninterrupted run of 768 steps, no checkpoints ($(seconds_since "$start") s)" $status
 
 # kill_and_resume RANK: runs the job with checkpoints, kills RANK with SIGKILL once the first
 # checkpoint exists, then runs the same command with --resume and compares with the full run.
 kill_and_resume() {
-  local rank=$1 victim='' pid code exit_seconds newest start
+  local rank=$1 victim='' pid code exit_seconds newest start status
   local checkpoints=$tmp/killed-rank$rank-checkpoints
   timeout 120 "${command[@]}" --checkpoint-dir "$checkpoints" --checkpoint-every 100 \
     >"$tmp/killed.log" 2>&1 &
@@ -77,7 +79,8 @@ kill_and_resume() {
   start=$(date +%s.%N)
   timeout 120 "${command[@]}" --checkpoint-dir "$checkpoints" --checkpoint-every 100 --resume \
     --save "$tmp/resumed$rank.safetensors" >"$tmp/resumed.log" 2>&1
-  check "rank $rank: the same command with --resume completes ($(seconds_since "$start") s)" $?
+  status=$?
+  check "rank $rank: the same command with --resume completes ($(seconds_since "$start") s)" $status
   grep "^resumed from\|^removed" "$tmp/resumed.log" | sed 's/^/  | /'
   grep -q "^resumed from ${newest}: " "$tmp/resumed.log"
   check "rank $rank: it resumes from the newest checkpoint (${newest##*/})" $?
