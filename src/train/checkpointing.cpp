@@ -203,11 +203,25 @@ Checkpointer::Checkpointer(const TrainConfig& config, dist::Communicator& world,
   ::unlink(scratch.c_str());
 }
 
-void Checkpointer::save_in_epoch(const nn::Module& model, const optim::Sgd& optimizer,
-                                 const RunPosition& position, const double local_totals[3]) {
+void Checkpointer::after_step(const nn::Module& model, const optim::Sgd& optimizer,
+                              const data::DistributedSampler& sampler, int64_t epoch,
+                              int64_t steps_done, int64_t step, const double local_totals[3]) {
+  if (!enabled() || every_ == 0 || step % every_ != 0 || steps_done == sampler.steps_in_epoch())
+    return;
   double totals[3] = {local_totals[0], local_totals[1], local_totals[2]};
   world_.allreduce_sum(totals, 3, dist::DataType::kFloat64);
-  save(model, optimizer, position, totals);
+  save(model, optimizer, {epoch, sampler.sample_offset_after(steps_done), step}, totals);
+}
+
+void Checkpointer::at_epoch_end(const nn::Module& model, const optim::Sgd& optimizer,
+                                const data::DistributedSampler& sampler, int64_t epoch,
+                                int64_t steps_done, int64_t step, const double totals[3]) {
+  if (steps_done == sampler.steps_in_epoch()) {
+    const double no_totals[3] = {0, 0, 0};
+    save(model, optimizer, {epoch + 1, 0, step}, no_totals);
+  } else {
+    save(model, optimizer, {epoch, sampler.sample_offset_after(steps_done), step}, totals);
+  }
 }
 
 void Checkpointer::save(const nn::Module& model, const optim::Sgd& optimizer,

@@ -53,14 +53,20 @@ class Checkpointer {
                int64_t global_batch);
 
   bool enabled() const { return !directory_.empty(); }
-  // True when a checkpoint is due after `steps` optimizer steps of the run.
-  bool due(int64_t steps) const { return enabled() && every_ > 0 && steps % every_ == 0; }
-  // Collective: sums this rank's `local_totals` of the epoch over the ranks, then rank 0 writes
-  // the checkpoint of `position`.
-  void save_in_epoch(const nn::Module& model, const optim::Sgd& optimizer,
-                     const RunPosition& position, const double local_totals[3]);
-  // Rank 0 writes the checkpoint of `position` with the epoch's global `totals` (zeros at an
-  // epoch's end). Not collective. Does nothing when this step was already written.
+  // After `steps_done` steps of the current epoch of `sampler` (epoch `epoch`), the run's
+  // `step`-th: when --checkpoint-every falls on this step and it is not the epoch's last (the
+  // epoch's end writes that one), sums `local_totals` over the ranks (collective) and rank 0
+  // writes the checkpoint.
+  void after_step(const nn::Module& model, const optim::Sgd& optimizer,
+                  const data::DistributedSampler& sampler, int64_t epoch, int64_t steps_done,
+                  int64_t step, const double local_totals[3]);
+  // At the end of epoch `epoch` (complete, or cut short by --steps after `steps_done` steps),
+  // with the epoch's global `totals`: rank 0 writes the checkpoint. Not collective.
+  void at_epoch_end(const nn::Module& model, const optim::Sgd& optimizer,
+                    const data::DistributedSampler& sampler, int64_t epoch, int64_t steps_done,
+                    int64_t step, const double totals[3]);
+  // Rank 0 writes the checkpoint of `position` with the epoch's global `totals`; it does
+  // nothing when this step was written already.
   void save(const nn::Module& model, const optim::Sgd& optimizer, const RunPosition& position,
             const double totals[3]);
 

@@ -411,11 +411,8 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
       totals[0] += loss * static_cast<double>(batch.size());
       totals[1] += static_cast<double>(criterion.correct());
       totals[2] += static_cast<double>(batch.size());
-      if (checkpoints.due(result.steps) && step + 1 < steps_in_epoch) {
-        checkpoints.save_in_epoch(
-            *model, optimizer,
-            {epoch, loader.sampler().sample_offset_after(step + 1), result.steps}, totals);
-      }
+      checkpoints.after_step(*model, optimizer, loader.sampler(), epoch, step + 1, result.steps,
+                             totals);
       const double elapsed = now_seconds() - start;
       bar.update(step + 1, totals[0] / std::max(1.0, totals[2]),
                  totals[1] / std::max(1.0, totals[2]),
@@ -450,15 +447,9 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
       std::fflush(stdout);
       if (!config.metrics.empty()) append_metrics(config.metrics, m);
     }
-    // After the metrics line: a resume from here does not repeat it. A run cut short by --steps
-    // records where in the epoch it stopped, with the epoch's sums (reduced above).
-    const double no_totals[3] = {0, 0, 0};
-    const bool epoch_done = step == steps_in_epoch;
-    checkpoints.save(
-        *model, optimizer,
-        epoch_done ? RunPosition{epoch + 1, 0, result.steps}
-                   : RunPosition{epoch, loader.sampler().sample_offset_after(step), result.steps},
-        epoch_done ? no_totals : totals);
+    // After the metrics line, which a resume from here does not repeat.
+    checkpoints.at_epoch_end(*model, optimizer, loader.sampler(), epoch, step, result.steps,
+                             totals);
   }
 
   if (!config.save.empty() && leader) {
