@@ -3,7 +3,8 @@
 # SyncBN, 3 epochs):
 #  1. 2 ranks stopped by --steps 22 in the middle of epoch 2, with checkpoints every 5 steps;
 #     the newest checkpoint (step 22) is then truncated: --resume says so on stderr, continues
-#     from step 20 and saves weights BITWISE equal to an uninterrupted 2-rank run;
+#     from step 20 and saves weights BITWISE equal to an uninterrupted 2-rank run; a stray
+#     temporary file of a writer that is gone is removed at start;
 #  2. the 4-rank checkpoint of step 22 resumed on 2 ranks x 16 (the same global batch of 32)
 #     matches the uninterrupted 4-rank run within 1e-5 relative (sums in another order);
 #  3. resumed on 2 ranks x 8 (global batch 16), the run continues from the same sample at the
@@ -43,11 +44,17 @@ ls "$tmp/ck2"
 check "the 3 newest are kept (--keep-checkpoints default)" $?
 newest=$tmp/ck2/ckpt-step-00000022.safetensors
 truncate -s 1000 "$newest"
+# What a writer killed between creating its temporary file and renaming it leaves behind.
+stray=$tmp/ck2/ckpt-step-00000025.safetensors.tmp.$(hostname).$(bash -c 'echo $$').0
+head -c 5000 "$tmp/ck2/ckpt-step-00000020.safetensors" >"$stray"
 run 2 "$tmp/resume2.log" --batch-size 16 --checkpoint-dir "$tmp/ck2" --checkpoint-every 5 \
   --resume --save "$tmp/resume2.safetensors" --metrics "$tmp/resume2.jsonl"
 check "--resume after a truncated newest checkpoint completes" $?
 grep -q "^rank 0: --resume: $newest: .*trying the checkpoint before it" "$tmp/resume2.log"
 check "the truncated checkpoint is named on stderr" $?
+grep -qF "removed $stray: a temporary checkpoint file whose writer is gone" "$tmp/resume2.log" &&
+  [[ ! -e $stray ]]
+check "the stray temporary file of a gone writer is removed at start" $?
 grep -q "^resumed from $tmp/ck2/ckpt-step-00000020.safetensors: epoch 2, sample 128 of 512, step 20" "$tmp/resume2.log"
 check "resumes from step 20: epoch 2, sample 128" $?
 "$compare" "$tmp/resume2.safetensors" "$tmp/full2.safetensors" --rtol 0 --atol 0
