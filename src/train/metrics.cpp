@@ -13,7 +13,7 @@
 namespace syncbn::train {
 
 std::string to_json(const EpochMetrics& m) {
-  const nlohmann::ordered_json row = {
+  nlohmann::ordered_json row = {
       {"epoch", m.epoch},
       {"step", m.step},
       {"train_loss", m.train_loss},
@@ -26,6 +26,9 @@ std::string to_json(const EpochMetrics& m) {
       {"world_size", m.world_size},
       {"batch_size", m.batch_size},
   };
+  if (m.diverged_at_step > 0) row["diverged_at_step"] = m.diverged_at_step;
+  if (!m.health.empty()) row["health"] = nlohmann::ordered_json::parse(m.health);
+  // dump() writes NaN and infinities as null: every line is valid JSON.
   return row.dump();
 }
 
