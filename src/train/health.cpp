@@ -10,7 +10,6 @@
 
 #include "syncbn/error.h"
 #include "syncbn/nn/activation.h"
-#include "util/format.h"
 
 namespace syncbn::train {
 
@@ -42,12 +41,19 @@ double zero_fraction(const Tensor& tensor) {
   return static_cast<double>(zeros) / static_cast<double>(tensor.numel());
 }
 
+// Three significant digits: "0.0001", "2.1e-05", "87.8".
+std::string brief(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g", value);
+  return text;
+}
+
 // "name: what value outside [low, high]" when value is outside (NaN is outside).
 void flag_outside(std::vector<std::string>& flags, const std::string& name, const char* what,
                   double value, double low, double high) {
   if (value >= low && value <= high) return;
-  flags.push_back(name + ": " + what + " " + shortest_repr(value) + " outside [" +
-                  shortest_repr(low) + ", " + shortest_repr(high) + "]");
+  flags.push_back(name + ": " + what + " " + brief(value) + " outside [" + brief(low) + ", " +
+                  brief(high) + "]");
 }
 
 void collect_relus(const nn::Module& module, const std::string& prefix,
@@ -85,10 +91,12 @@ HealthReport health_report(const nn::Module& model, int64_t step) {
   HealthReport report;
   report.step = step;
   for (const auto& [name, param] : model.named_parameters()) {
-    ParameterHealth p{name, l2_norm(param->value), l2_norm(param->grad)};
+    ParameterHealth p{name, l2_norm(param->value), l2_norm(param->grad), 0.0};
+    p.grad_rms =
+        p.grad_norm / std::sqrt(static_cast<double>(std::max<int64_t>(1, param->value.numel())));
     report.parameters.push_back(p);
     if (param->value.ndim() >= 2) {
-      flag_outside(report.flags, name, "gradient norm", p.grad_norm, kGradNormLow, kGradNormHigh);
+      flag_outside(report.flags, name, "gradient RMS", p.grad_rms, kGradRmsLow, kGradRmsHigh);
     }
   }
   // A norm layer with running statistics: both buffers under one module name.
@@ -108,9 +116,8 @@ HealthReport health_report(const nn::Module& model, int64_t step) {
     NormHealth n{module, type_at(model, module), mean_abs(running_mean), mean(running_var)};
     report.norms.push_back(n);
     if (!(n.mean_abs_running_mean < kRunningMeanHigh)) {
-      report.flags.push_back(module + ": mean |running_mean| " +
-                             shortest_repr(n.mean_abs_running_mean) +
-                             " >= " + shortest_repr(kRunningMeanHigh));
+      report.flags.push_back(module + ": mean |running_mean| " + brief(n.mean_abs_running_mean) +
+                             " >= " + brief(kRunningMeanHigh));
     }
     flag_outside(report.flags, module, "mean running_var", n.mean_running_var, kRunningVarLow,
                  kRunningVarHigh);
@@ -118,9 +125,8 @@ HealthReport health_report(const nn::Module& model, int64_t step) {
   collect_relus(model, "", report.relus);
   for (const auto& relu : report.relus) {
     if (!(relu.zero_fraction <= kDeadReluHigh)) {
-      report.flags.push_back(relu.name + ": dead ReLU fraction " +
-                             shortest_repr(relu.zero_fraction) + " > " +
-                             shortest_repr(kDeadReluHigh));
+      report.flags.push_back(relu.name + ": dead ReLU fraction " + brief(relu.zero_fraction) +
+                             " > " + brief(kDeadReluHigh));
     }
   }
   return report;
@@ -129,7 +135,8 @@ HealthReport health_report(const nn::Module& model, int64_t step) {
 std::string health_json(const HealthReport& report) {
   nlohmann::ordered_json parameters = nlohmann::ordered_json::object();
   for (const auto& p : report.parameters)
-    parameters[p.name] = {{"weight_norm", p.weight_norm}, {"grad_norm", p.grad_norm}};
+    parameters[p.name] = {
+        {"weight_norm", p.weight_norm}, {"grad_norm", p.grad_norm}, {"grad_rms", p.grad_rms}};
   nlohmann::ordered_json norms = nlohmann::ordered_json::object();
   for (const auto& n : report.norms) {
     norms[n.name] = {{"type", n.type},
@@ -155,8 +162,9 @@ std::string health_text(const HealthReport& report, int64_t epoch) {
                 report.flags.size());
   text += line;
   for (const auto& p : report.parameters) {
-    std::snprintf(line, sizeof line, "  %-24s weight norm %-11.4g grad norm %.4g\n", p.name.c_str(),
-                  p.weight_norm, p.grad_norm);
+    std::snprintf(line, sizeof line,
+                  "  %-24s weight norm %-10.4g grad norm %-10.4g grad RMS %.3g\n", p.name.c_str(),
+                  p.weight_norm, p.grad_norm, p.grad_rms);
     text += line;
   }
   for (const auto& n : report.norms) {
