@@ -14,23 +14,30 @@ DivergenceGuard::DivergenceGuard(const std::string& mode, dist::Communicator& wo
                ": expected stop (the default) or record");
 }
 
-bool DivergenceGuard::diverged(double loss, int64_t step, int64_t epoch) {
+void DivergenceGuard::check_loss(double loss, int64_t step, int64_t epoch) {
   if (!record_) {
     // A rank whose loss is not finite stops at once. No collective is needed for the others:
     // the error reaches abort_job, which ends the whole job (MPI_Abort) within a second.
-    if (std::isfinite(loss)) return false;
+    if (std::isfinite(loss)) return;
     SYNCBN_FAIL("training diverged at step ", step, " (epoch ", epoch, "): loss is ",
                 std::isnan(loss) ? "nan" : "inf", "; lower --lr (now ", shortest_repr(base_lr_),
                 "), add --warmup-epochs or use a normalisation layer (--norm); no checkpoint "
                 "written");
   }
   // Each rank's loss is the mean over its own batch, so ranks can disagree: the count of
-  // non-finite losses, summed over ranks, is the same on all of them.
-  double non_finite = std::isfinite(loss) ? 0.0 : 1.0;
-  world_.allreduce_sum(&non_finite, 1, dist::DataType::kFloat64);
-  if (non_finite == 0.0) return false;
+  // non-finite losses, summed over ranks, is the same on all of them. Every rank starts this
+  // allreduce before backward's, in the same order, as MPI requires on one communicator.
+  non_finite_ = std::isfinite(loss) ? 0.0 : 1.0;
+  pending_ = world_.iallreduce_sum(&non_finite_, 1, dist::DataType::kFloat64);
+}
+
+bool DivergenceGuard::diverged(int64_t step, int64_t epoch) {
+  if (!pending_) return false;
+  pending_->wait();
+  pending_.reset();
+  if (non_finite_ == 0.0) return false;
   record(step, epoch,
-         "the loss is not finite on " + std::to_string(static_cast<int64_t>(non_finite)) + " of " +
+         "the loss is not finite on " + std::to_string(static_cast<int64_t>(non_finite_)) + " of " +
              std::to_string(world_.size()) + " rank(s)");
   return true;
 }

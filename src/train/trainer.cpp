@@ -397,8 +397,9 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
       optimizer.zero_grad();
       Tensor logits = ddp.forward(batch.images);
       const double loss = criterion.forward(logits, batch.labels);
-      if (divergence.diverged(loss, result.steps + 1, epoch + 1)) break;
+      divergence.check_loss(loss, result.steps + 1, epoch + 1);
       ddp.backward(criterion.backward());
+      if (divergence.diverged(result.steps + 1, epoch + 1)) break;
       const bool epoch_ends = step + 1 == steps_per_epoch || result.steps + 1 == config.steps;
       if (leader && health_due(config.health, result.steps + 1, epoch_ends)) {
         epoch_health = publish_health(health_report(*model, result.steps + 1), epoch + 1,
