@@ -113,7 +113,10 @@ std::shared_ptr<Sequential> make_mlp(const ModelOptions& o) {
 
 std::shared_ptr<Sequential> make_cnn(const ModelOptions& o) {
   auto model = std::make_shared<Sequential>();
-  const bool conv_bias = o.norm() == NormKind::kNone;  // a norm's shift makes a conv bias redundant
+  // A norm right after the conv makes its bias redundant (the norm's shift replaces it); with
+  // the ReLU in between (after-act) the bias matters.
+  const bool conv_bias =
+      o.norm() == NormKind::kNone || o.norm_placement() == NormPlacement::kAfterActivation;
   int64_t channels = o.in_channels(), height = o.height(), width = o.width();
   uint64_t stream = 0, dropout_stream = 0;
   for (int64_t out : {32, 64}) {

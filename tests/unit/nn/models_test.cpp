@@ -89,6 +89,9 @@ TEST(ModelsTest, NormPlacementPutsTheNormBeforeOrAfterTheReLU) {
   o.name("cnn");
   EXPECT_EQ(layer_types(*make_model(o)),
             "Conv2d ReLU BatchNorm2d MaxPool2d Conv2d ReLU BatchNorm2d MaxPool2d Flatten Linear");
+  EXPECT_TRUE(contains(state_names(*make_model(o)), "0.bias"));  // the ReLU follows the conv
+  o.norm_placement(NormPlacement::kBeforeActivation);
+  EXPECT_FALSE(contains(state_names(*make_model(o)), "0.bias"));  // the norm's shift replaces it
 }
 
 TEST(ModelsTest, DropoutSitsAfterTheActivationOrRightBeforeTheNorm) {
