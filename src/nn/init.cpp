@@ -1,5 +1,6 @@
 #include "syncbn/nn/init.h"
 
+#include <charconv>
 #include <cmath>
 #include <vector>
 
@@ -31,6 +32,7 @@ double weight_std(InitScheme scheme, const Shape& shape) {
     case InitScheme::kLarge:
       return 1.0;
     case InitScheme::kZeros:
+    case InitScheme::kConstant:  // not drawn: initialize() fills the value
       return 0.0;
   }
   SYNCBN_FAIL("invalid InitScheme ", static_cast<int>(scheme));
@@ -45,7 +47,19 @@ InitScheme parse_init_scheme(const std::string& name) {
   if (name == "large") return InitScheme::kLarge;
   if (name == "zeros") return InitScheme::kZeros;
   SYNCBN_FAIL("unknown init scheme '", name,
-              "': expected kaiming (default), xavier, small, large or zeros");
+              "': expected kaiming (default), xavier, small, large, zeros or constant:V");
+}
+
+InitSpec parse_init(const std::string& text) {
+  const std::string prefix = "constant:";
+  if (text.rfind(prefix, 0) != 0) return {parse_init_scheme(text), 0.0f};
+  const std::string number = text.substr(prefix.size());
+  float value = 0.0f;
+  const auto [end, error] = std::from_chars(number.data(), number.data() + number.size(), value);
+  SYNCBN_CHECK(error == std::errc() && end == number.data() + number.size() && !number.empty() &&
+                   std::isfinite(value),
+               "--init ", text, ": constant:V needs a finite number V (e.g. constant:10)");
+  return {InitScheme::kConstant, value};
 }
 
 std::string init_scheme_name(InitScheme scheme) {
@@ -60,17 +74,24 @@ std::string init_scheme_name(InitScheme scheme) {
       return "large";
     case InitScheme::kZeros:
       return "zeros";
+    case InitScheme::kConstant:
+      return "constant";
   }
   SYNCBN_FAIL("invalid InitScheme ", static_cast<int>(scheme));
 }
 
-void initialize(Module& model, InitScheme scheme, uint64_t seed) {
+void initialize(Module& model, const InitSpec& spec, uint64_t seed) {
+  const InitScheme scheme = spec.scheme;
   const auto named = model.named_parameters();
   for (std::size_t index = 0; index < named.size(); ++index) {
     const auto& [name, param] = named[index];
     Tensor& value = param->value;
     if (value.numel() == 0) continue;
     if (value.ndim() >= 2) {
+      if (scheme == InitScheme::kConstant) {
+        value.fill_(spec.value);
+        continue;
+      }
       const double std = weight_std(scheme, value.shape());
       if (std == 0.0) {
         value.zero_();

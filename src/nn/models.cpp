@@ -6,6 +6,7 @@
 #include "syncbn/nn/activation.h"
 #include "syncbn/nn/batch_norm.h"
 #include "syncbn/nn/conv2d.h"
+#include "syncbn/nn/dropout.h"
 #include "syncbn/nn/flatten.h"
 #include "syncbn/nn/group_norm.h"
 #include "syncbn/nn/instance_norm.h"
@@ -69,16 +70,40 @@ ModulePtr make_norm_2d(const ModelOptions& options, int64_t channels) {
   return nullptr;
 }
 
+// Appends a hidden block after its Linear/Conv `layer`: the norm (or nullptr), the ReLU and a
+// Dropout (when options.dropout() > 0) in the order the options place them.
+void add_hidden_block(Sequential& model, ModulePtr layer, ModulePtr norm, const ModelOptions& o,
+                      uint64_t& dropout_stream) {
+  ModulePtr dropout;
+  if (o.dropout() > 0.0f)
+    dropout =
+        std::make_shared<Dropout>(o.dropout(), derive_seed(o.dropout_seed(), dropout_stream++));
+  const bool dropout_before_norm = o.dropout_placement() == DropoutPlacement::kBeforeNorm;
+  // The norm and the Dropout that feeds it, as one unit.
+  std::vector<ModulePtr> norm_unit;
+  if (dropout && dropout_before_norm) norm_unit.push_back(dropout);
+  if (norm) norm_unit.push_back(norm);
+  model.add(std::move(layer));
+  if (o.norm_placement() == NormPlacement::kBeforeActivation) {
+    for (auto& m : norm_unit) model.add(m);
+    model.add(std::make_shared<ReLU>());
+  } else {
+    model.add(std::make_shared<ReLU>());
+    for (auto& m : norm_unit) model.add(m);
+  }
+  if (dropout && !dropout_before_norm) model.add(dropout);
+}
+
 std::shared_ptr<Sequential> make_mlp(const ModelOptions& o) {
   auto model = std::make_shared<Sequential>();
   const bool bias = true;  // kept before the norm, as in the classic BN MLP
   int64_t features = o.in_channels() * o.height() * o.width();
   model->add(std::make_shared<Flatten>());
-  uint64_t stream = 0;
+  uint64_t stream = 0, dropout_stream = 0;
   for (int64_t width : {256, 256}) {
-    model->add(std::make_shared<Linear>(features, width, bias, derive_seed(o.seed(), ++stream)));
-    if (auto norm = make_norm_1d(o, width)) model->add(norm);
-    model->add(std::make_shared<ReLU>());
+    add_hidden_block(
+        *model, std::make_shared<Linear>(features, width, bias, derive_seed(o.seed(), ++stream)),
+        make_norm_1d(o, width), o, dropout_stream);
     features = width;
   }
   model->add(
@@ -88,14 +113,18 @@ std::shared_ptr<Sequential> make_mlp(const ModelOptions& o) {
 
 std::shared_ptr<Sequential> make_cnn(const ModelOptions& o) {
   auto model = std::make_shared<Sequential>();
-  const bool conv_bias = o.norm() == NormKind::kNone;  // a norm's shift makes a conv bias redundant
+  // A norm right after the conv makes its bias redundant (the norm's shift replaces it); with
+  // the ReLU in between (after-act) the bias matters.
+  const bool conv_bias =
+      o.norm() == NormKind::kNone || o.norm_placement() == NormPlacement::kAfterActivation;
   int64_t channels = o.in_channels(), height = o.height(), width = o.width();
-  uint64_t stream = 0;
+  uint64_t stream = 0, dropout_stream = 0;
   for (int64_t out : {32, 64}) {
-    model->add(std::make_shared<Conv2d>(Conv2dOptions(channels, out, 3).padding(1).bias(conv_bias),
-                                        derive_seed(o.seed(), ++stream)));
-    if (auto norm = make_norm_2d(o, out)) model->add(norm);
-    model->add(std::make_shared<ReLU>());
+    add_hidden_block(
+        *model,
+        std::make_shared<Conv2d>(Conv2dOptions(channels, out, 3).padding(1).bias(conv_bias),
+                                 derive_seed(o.seed(), ++stream)),
+        make_norm_2d(o, out), o, dropout_stream);
     model->add(std::make_shared<MaxPool2d>(2));
     channels = out;
     height /= 2;
@@ -108,6 +137,12 @@ std::shared_ptr<Sequential> make_cnn(const ModelOptions& o) {
 }
 
 std::shared_ptr<Sequential> make_resnet(const ModelOptions& o) {
+  SYNCBN_CHECK(o.norm_placement() == NormPlacement::kBeforeActivation,
+               "--norm-placement after-act: model resnet keeps torchvision's BasicBlock "
+               "(conv -> norm -> relu); use mlp or cnn");
+  SYNCBN_CHECK(o.dropout() == 0.0f,
+               "--dropout: model resnet has no Dropout layers (torchvision's BasicBlock); use mlp "
+               "or cnn");
   auto model = std::make_shared<Sequential>();
   const NormFactory norm = [&o](int64_t channels) { return make_norm_2d(o, channels); };
   const bool has_norm = o.norm() != NormKind::kNone;
@@ -144,6 +179,22 @@ NormKind parse_norm_kind(const std::string& name) {
     if (name == entry.name) return entry.kind;
   }
   SYNCBN_FAIL("unknown norm '", name, "': expected one of none, bn, syncbn, gn, ln, in");
+}
+
+NormPlacement parse_norm_placement(const std::string& name) {
+  if (name == "before-act") return NormPlacement::kBeforeActivation;
+  if (name == "after-act") return NormPlacement::kAfterActivation;
+  SYNCBN_FAIL("unknown --norm-placement '", name,
+              "': expected before-act (Linear -> Norm -> ReLU, the default) or after-act "
+              "(Linear -> ReLU -> Norm)");
+}
+
+DropoutPlacement parse_dropout_placement(const std::string& name) {
+  if (name == "before-norm") return DropoutPlacement::kBeforeNorm;
+  if (name == "after-act") return DropoutPlacement::kAfterActivation;
+  SYNCBN_FAIL("unknown --dropout-placement '", name,
+              "': expected after-act (the default: Dropout after the ReLU, feeding the next "
+              "layer) or before-norm (Dropout feeding the norm)");
 }
 
 std::string norm_kind_name(NormKind kind) {

@@ -27,6 +27,9 @@ std::string to_json(const EpochMetrics& m) {
       {"batch_size", m.batch_size},
   };
   if (m.resumed_from_step >= 0) row["resumed_from_step"] = m.resumed_from_step;
+  if (m.diverged_at_step > 0) row["diverged_at_step"] = m.diverged_at_step;
+  if (!m.health.empty()) row["health"] = nlohmann::ordered_json::parse(m.health);
+  // dump() writes NaN and infinities as null: every line is valid JSON.
   return row.dump();
 }
 

@@ -31,6 +31,8 @@
 #include "syncbn/train/checkpoint.h"
 #include "syncbn/train/safetensors.h"
 #include "train/checkpointing.h"
+#include "train/divergence.h"
+#include "train/health.h"
 #include "util/checked.h"
 #include "util/clock.h"
 #include "util/format.h"
@@ -141,19 +143,6 @@ void check_output_path(const std::string& flag, const std::string& path, bool ap
   ::unlink(scratch.c_str());
 }
 
-// Stops the run when the loss of this step is not finite on any rank. Each rank's loss is the
-// mean over its own batch, so ranks can disagree: one allreduce of [nan count, inf count] makes
-// every rank stop at the same step (before backward, whose collectives all ranks must join).
-// A rank whose loss is not finite stops at once. No collective is needed for the others: the
-// error reaches abort_job, which ends the whole job (MPI_Abort) within a second.
-void check_finite_loss(double loss, int64_t step, int64_t epoch, double base_lr) {
-  if (std::isfinite(loss)) return;
-  SYNCBN_FAIL("training diverged at step ", step, " (epoch ", epoch, "): loss is ",
-              std::isnan(loss) ? "nan" : "inf", "; lower --lr (now ", shortest_repr(base_lr),
-              "), add --warmup-epochs or use a normalisation layer (--norm); no checkpoint "
-              "written");
-}
-
 }  // namespace
 
 std::vector<std::pair<std::string, std::string>> TrainConfig::settings() const {
@@ -186,6 +175,11 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::settings() const {
           {"schedule", schedule},
           {"warmup-epochs", str(warmup_epochs)},
           {"init", init},
+          {"norm-placement", norm_placement},
+          {"dropout", str(dropout)},
+          {"dropout-placement", dropout_placement},
+          {"on-divergence", on_divergence},
+          {"health", str(health)},
           {"seed", str(seed)},
           {"broadcast-buffers", str(broadcast_buffers)},
           {"bucket-kib", str(first_bucket_kib) + "," + str(bucket_kib)},
@@ -226,6 +220,8 @@ void TrainConfig::validate() const {
   check_range("--lr", lr, 0.0, 1e6);
   check_range("--momentum", momentum, 0.0, 1.0);
   check_range("--weight-decay", weight_decay, 0.0, 1e6);
+  check_range("--dropout", dropout, 0.0, 0.99);  // p = 1 would zero every hidden activation
+  check_range("--health", health, -1, kMaxSteps, " (-1 = off, 0 = each epoch's last step)");
   check_range("--warmup-epochs", warmup_epochs, 0.0, static_cast<double>(kMaxEpochs));
   check_range("--sync-group-size", sync_group_size, 0, kMaxSyncGroup, " (0 = all ranks)");
   check_range("--synthetic-samples", synthetic_samples, 1, kMaxSamples);
@@ -255,11 +251,18 @@ void TrainConfig::validate() const {
   // The parsers below quote a wrong name whole; no name is longer than this.
   for (const auto& [flag, name] : {std::pair<const char*, const std::string&>{"--norm", norm},
                                    {"--init", init},
-                                   {"--schedule", schedule}}) {
+                                   {"--schedule", schedule},
+                                   {"--norm-placement", norm_placement},
+                                   {"--dropout-placement", dropout_placement},
+                                   {"--on-divergence", on_divergence}}) {
     SYNCBN_CHECK(name.size() <= 64, "unknown ", flag, " ", quote_brief(name));
   }
   nn::parse_norm_kind(norm);
-  nn::parse_init_scheme(init);
+  nn::parse_init(init);
+  nn::parse_norm_placement(norm_placement);
+  nn::parse_dropout_placement(dropout_placement);
+  SYNCBN_CHECK(on_divergence == "stop" || on_divergence == "record", "unknown --on-divergence ",
+               quote_brief(on_divergence), ": expected stop (the default) or record");
   optim::parse_schedule_kind(schedule);
   SYNCBN_CHECK(device == "auto" || device == "cpu" || device == "cuda", "unknown device ",
                quote_brief(device), ": expected auto, cpu or cuda");
@@ -320,11 +323,15 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   model_options.width(data.train.images.size(3));
   model_options.num_classes(data.train.num_classes);
   model_options.seed(config.seed);
+  model_options.norm_placement(nn::parse_norm_placement(config.norm_placement));
+  model_options.dropout(static_cast<float>(config.dropout));
+  model_options.dropout_placement(nn::parse_dropout_placement(config.dropout_placement));
+  model_options.dropout_seed(derive_seed(config.seed, 0x64726f70ULL + world->rank()));
   const std::shared_ptr<dist::Communicator> comm = device_communicator(world, device);
   if (model_options.norm() == nn::NormKind::kSyncBatch)
     model_options.sync_group(sync_group(config, comm));
   std::shared_ptr<nn::Module> model = nn::make_model(model_options);
-  nn::initialize(*model, nn::parse_init_scheme(config.init), config.seed);
+  nn::initialize(*model, nn::parse_init(config.init), config.seed);
   if (!config.init_from.empty()) {
     try {
       nn::load_state_dict(*model, load_safetensors(config.init_from));
@@ -380,6 +387,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   TrainResult result;
   result.steps = start_point.position.step;
   nn::CrossEntropyLoss criterion;
+  DivergenceGuard divergence(config.on_divergence, *world, config.lr);
   model->train();
   for (int64_t epoch = start_point.position.epoch; epoch < config.epochs; ++epoch) {
     if (config.steps > 0 && result.steps >= config.steps) break;
@@ -395,6 +403,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     const double start = now_seconds();
     int64_t step = 0;
     double lr = sgd_options.lr();
+    std::string epoch_health;  // --health at the epoch's last step: JSON for the metrics line
     for (; step < steps_in_epoch; ++step) {
       if (config.steps > 0 && result.steps >= config.steps) break;
       dist::set_current_step(result.steps + 1);  // 1-based; a communication timeout names it
@@ -404,8 +413,14 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
       optimizer.zero_grad();
       Tensor logits = ddp.forward(batch.images);
       const double loss = criterion.forward(logits, batch.labels);
-      check_finite_loss(loss, result.steps + 1, epoch + 1, config.lr);
+      divergence.check_loss(loss, result.steps + 1, epoch + 1);
       ddp.backward(criterion.backward());
+      if (divergence.diverged(result.steps + 1, epoch + 1)) break;
+      const bool epoch_ends = step + 1 == steps_in_epoch || result.steps + 1 == config.steps;
+      if (leader && health_due(config.health, result.steps + 1, epoch_ends)) {
+        epoch_health = publish_health(health_report(*model, result.steps + 1), epoch + 1,
+                                      config.health, config.metrics);
+      }
       optimizer.step();
       ++result.steps;
       totals[0] += loss * static_cast<double>(batch.size());
@@ -427,12 +442,13 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     m.step = result.steps;
     m.train_loss = totals[0] / std::max(1.0, totals[2]);
     m.train_accuracy = totals[1] / std::max(1.0, totals[2]);
-    const EvalResult eval = evaluate(*model, data.test, *world, config.eval_batch_size, device);
+    // A diverged state is not evaluated: its test loss and accuracy go to --metrics as null.
+    const EvalResult eval =
+        divergence.step() > 0 ? EvalResult{std::nan(""), std::nan("")}
+                              : evaluate(*model, data.test, *world, config.eval_batch_size, device);
     // The evaluation is reduced over all ranks, so every rank takes this branch together: the
     // last step can leave non-finite weights behind a finite training loss.
-    SYNCBN_CHECK(std::isfinite(eval.loss), "training diverged at step ", result.steps, " (epoch ",
-                 epoch + 1, "): the test loss after it is ", std::isnan(eval.loss) ? "nan" : "inf",
-                 "; lower --lr (now ", shortest_repr(config.lr), "); no checkpoint written");
+    divergence.check_evaluation(eval.loss, result.steps, epoch + 1);
     m.test_loss = eval.loss;
     m.test_accuracy = eval.accuracy;
     m.images_per_second = (totals[2] - resumed_samples) / std::max(1e-9, seconds);
@@ -441,18 +457,23 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     m.world_size = world->size();
     m.batch_size = config.batch_size;
     if (resumed_epoch) m.resumed_from_step = start_point.resumed_from_step;
+    m.diverged_at_step = divergence.step();
+    if (totals[2] == 0) m.train_loss = m.train_accuracy = std::nan("");  // diverged at once: null
+    m.health = epoch_health;
     result.epochs.push_back(m);
     if (leader) {
       std::printf("%s\n", summary_line(m, config.epochs).c_str());
       std::fflush(stdout);
       if (!config.metrics.empty()) append_metrics(config.metrics, m);
     }
+    if (divergence.step() > 0) break;  // a diverged state is never checkpointed
     // After the metrics line, which a resume from here does not repeat.
     checkpoints.at_epoch_end(*model, optimizer, loader.sampler(), epoch, step, result.steps,
                              totals);
   }
+  result.diverged_at_step = divergence.step();
 
-  if (!config.save.empty() && leader) {
+  if (!config.save.empty() && leader && result.diverged_at_step == 0) {
     const NamedTensors state = model->state_dict();
     std::map<std::string, std::string> metadata = integrity_metadata(state);
     metadata.insert({{"model", config.model},

@@ -10,6 +10,8 @@ namespace syncbn::nn {
 class ReLU : public Module {
  public:
   std::string type_name() const override { return "ReLU"; }
+  // The last forward's output (undefined before the first): the health report counts its zeros.
+  const Tensor& output() const { return output_; }
 
  protected:
   Tensor forward_impl(const Tensor& x) override;

@@ -15,6 +15,10 @@ struct EpochMetrics {
   double lr = 0;                 // learning rate of the last step
   int64_t world_size = 1, batch_size = 0;
   int64_t resumed_from_step = -1;  // the first epoch after --resume: the checkpoint's step
+  // Written only when set: the step whose loss was not finite (--on-divergence record; that
+  // line's losses may be null), and --health's report of the epoch's last step (JSON text).
+  int64_t diverged_at_step = 0;
+  std::string health;
 };
 
 std::string to_json(const EpochMetrics& m);

@@ -39,7 +39,16 @@ struct TrainConfig {
   bool decay_norm_and_bias = true;
   std::string schedule = "cosine";
   double warmup_epochs = 0.0;
-  std::string init = "kaiming";
+  std::string init = "kaiming";               // a scheme name or constant:V (nn::parse_init)
+  std::string norm_placement = "before-act";  // before-act | after-act (mlp, cnn)
+  double dropout = 0.0;                       // Dropout probability in each hidden block; 0 = none
+  std::string dropout_placement = "after-act";  // after-act | before-norm
+  // A non-finite loss: "stop" throws (non-zero exit); "record" ends the run on every rank at
+  // that step, writes a last metrics line with "diverged_at_step" and returns normally.
+  std::string on_divergence = "stop";
+  // Training health report (rank 0, train/health.h): -1 = off, 0 = at each epoch's last step,
+  // K > 0 = every K-th step.
+  int64_t health = -1;
   uint64_t seed = 0;
   int64_t eval_batch_size = 1000;
   bool broadcast_buffers = false;  // DataParallel: broadcast local BN buffers from rank 0
@@ -72,6 +81,7 @@ struct TrainConfig {
 struct TrainResult {
   std::vector<EpochMetrics> epochs;
   int64_t steps = 0;
+  int64_t diverged_at_step = 0;  // --on-divergence record: the step whose loss was not finite
 };
 
 // The device this rank trains on: for CUDA, GPU local_rank % visible devices (docs/DESIGN.md §5).
@@ -83,7 +93,8 @@ Device resolve_device(const std::string& name, int local_rank, std::string* why 
 // Runs the whole training on this rank of `world` (a world of one without mpirun). Throws
 // syncbn::Error before training when rank 0 cannot write --save or --metrics, and stops on
 // every rank at the same step when a loss is not finite ("training diverged at step K"), with
-// no checkpoint written.
+// no checkpoint written: by throwing (--on-divergence stop), or by returning with
+// diverged_at_step set (record).
 TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Communicator> world);
 
 }  // namespace syncbn::train

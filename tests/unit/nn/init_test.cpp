@@ -183,5 +183,32 @@ TEST(InitTest, ParseInitSchemeAcceptsTheFiveNames) {
   }
 }
 
+TEST(InitTest, ConstantSetsEveryWeightToTheValueBiasesZeroNormWeightsOne) {
+  FakeNet net;
+  initialize(net, parse_init("constant:10"), 1);
+  expect_all(net.fc->weight->value, 10.0f, "fc weight");
+  expect_all(net.conv->weight->value, 10.0f, "conv weight");
+  expect_all(net.fc->bias->value, 0.0f, "fc bias");
+  expect_all(net.bn->weight->value, 1.0f, "bn weight (gamma)");
+  expect_all(net.bn->bias->value, 0.0f, "bn bias (beta)");
+  expect_all(net.prelu->slope->value, 0.25f, "prelu slope, untouched");
+}
+
+TEST(InitTest, ParseInitReadsConstantValuesAndRejectsBadOnes) {
+  EXPECT_EQ(parse_init("constant:-0.5").scheme, InitScheme::kConstant);
+  EXPECT_EQ(parse_init("constant:-0.5").value, -0.5f);
+  EXPECT_EQ(parse_init("constant:1e-3").value, 1e-3f);
+  EXPECT_EQ(parse_init("xavier").scheme, InitScheme::kXavier);
+  for (const char* bad : {"constant:", "constant:ten", "constant:1x", "constant:nan",
+                          "constant:inf", "constant:1e999", "constant"}) {
+    try {
+      parse_init(bad);
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("constant"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace syncbn::nn

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "syncbn/error.h"
+#include "syncbn/nn/dropout.h"
 #include "syncbn/tensor.h"
 
 namespace syncbn::nn {
@@ -68,6 +69,79 @@ TEST(ModelsTest, BadNamesAndCombinationsAreClearErrors) {
   EXPECT_THROW(make_model(o), Error);
   o.norm(NormKind::kSyncBatch);  // no communicator
   EXPECT_THROW(make_model(o), Error);
+}
+
+// The children's type names in order ("Flatten Linear BatchNorm1d ReLU ...").
+std::string layer_types(const Module& m) {
+  std::string types;
+  for (const auto& [name, child] : m.children())
+    types += (types.empty() ? "" : " ") + child->type_name();
+  return types;
+}
+
+TEST(ModelsTest, NormPlacementPutsTheNormBeforeOrAfterTheReLU) {
+  ModelOptions o;
+  EXPECT_EQ(layer_types(*make_model(o)),
+            "Flatten Linear BatchNorm1d ReLU Linear BatchNorm1d ReLU Linear");
+  o.norm_placement(parse_norm_placement("after-act"));
+  EXPECT_EQ(layer_types(*make_model(o)),
+            "Flatten Linear ReLU BatchNorm1d Linear ReLU BatchNorm1d Linear");
+  o.name("cnn");
+  EXPECT_EQ(layer_types(*make_model(o)),
+            "Conv2d ReLU BatchNorm2d MaxPool2d Conv2d ReLU BatchNorm2d MaxPool2d Flatten Linear");
+  EXPECT_TRUE(contains(state_names(*make_model(o)), "0.bias"));  // the ReLU follows the conv
+  o.norm_placement(NormPlacement::kBeforeActivation);
+  EXPECT_FALSE(contains(state_names(*make_model(o)), "0.bias"));  // the norm's shift replaces it
+}
+
+TEST(ModelsTest, DropoutSitsAfterTheActivationOrRightBeforeTheNorm) {
+  ModelOptions o;
+  o.dropout(0.3f);
+  EXPECT_EQ(layer_types(*make_model(o)),
+            "Flatten Linear BatchNorm1d ReLU Dropout Linear BatchNorm1d ReLU Dropout Linear");
+  o.dropout_placement(parse_dropout_placement("before-norm"));
+  EXPECT_EQ(layer_types(*make_model(o)),
+            "Flatten Linear Dropout BatchNorm1d ReLU Linear Dropout BatchNorm1d ReLU Linear");
+  o.norm_placement(NormPlacement::kAfterActivation);
+  EXPECT_EQ(layer_types(*make_model(o)),
+            "Flatten Linear ReLU Dropout BatchNorm1d Linear ReLU Dropout BatchNorm1d Linear");
+  o.dropout_placement(DropoutPlacement::kAfterActivation);
+  EXPECT_EQ(layer_types(*make_model(o)),
+            "Flatten Linear ReLU BatchNorm1d Dropout Linear ReLU BatchNorm1d Dropout Linear");
+  auto m = make_model(o);
+  EXPECT_EQ(std::dynamic_pointer_cast<Dropout>(m->child("4"))->p(), 0.3f);
+}
+
+TEST(ModelsTest, DropoutMasksDifferAcrossLayersAndDropoutSeedsAndEvalDisablesThem) {
+  ModelOptions o;
+  o.dropout(0.5f);
+  o.dropout_seed(1);
+  auto a = make_model(o), b = make_model(o);
+  o.dropout_seed(2);
+  auto c = make_model(o);
+  // Distinct samples: on identical rows the BN outputs 0, which no mask changes.
+  std::vector<float> pixels(8 * 28 * 28);
+  for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<float>((i * 37) % 101);
+  const Tensor x = Tensor::from_vector({8, 1, 28, 28}, pixels);
+  const auto ya = a->forward(x).to_vector(), yb = b->forward(x).to_vector();
+  EXPECT_EQ(ya, yb);                         // same seed (a rank's replicas): same masks
+  EXPECT_NE(ya, c->forward(x).to_vector());  // another dropout_seed (another rank): other masks
+  a->eval();
+  b->eval();
+  b->forward(x);  // eval draws no masks: the outputs stay equal whatever ran before
+  EXPECT_EQ(a->forward(x).to_vector(), b->forward(x).to_vector());
+}
+
+TEST(ModelsTest, ResnetRejectsPlacementAndDropoutOptions) {
+  ModelOptions o;
+  o.name("resnet");
+  o.norm_placement(NormPlacement::kAfterActivation);
+  EXPECT_THROW(make_model(o), Error);
+  o.norm_placement(NormPlacement::kBeforeActivation);
+  o.dropout(0.1f);
+  EXPECT_THROW(make_model(o), Error);
+  EXPECT_THROW(parse_norm_placement("after"), Error);
+  EXPECT_THROW(parse_dropout_placement("before-act"), Error);
 }
 
 }  // namespace

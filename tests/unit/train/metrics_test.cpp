@@ -28,5 +28,19 @@ TEST(MetricsTest, NonFiniteValuesAreWrittenAsJsonNullNeverAsNanLiterals) {
   EXPECT_EQ(row["step"], 5);
 }
 
+TEST(MetricsTest, DivergedStepAndHealthAreWrittenOnlyWhenSet) {
+  EpochMetrics m;
+  const nlohmann::json plain = nlohmann::json::parse(to_json(m));
+  EXPECT_FALSE(plain.contains("diverged_at_step"));
+  EXPECT_FALSE(plain.contains("health"));
+  m.diverged_at_step = 4;
+  m.health = R"({"step":3,"flags":["1.weight: x"]})";
+  const nlohmann::json row = nlohmann::json::parse(to_json(m));
+  EXPECT_EQ(row["diverged_at_step"], 4);
+  EXPECT_EQ(row["health"]["step"], 3);
+  EXPECT_EQ(row["health"]["flags"][0], "1.weight: x");
+  EXPECT_EQ(row["epoch"], 0);  // the existing keys stay
+}
+
 }  // namespace
 }  // namespace syncbn::train

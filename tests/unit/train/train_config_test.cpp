@@ -48,6 +48,28 @@ TEST(TrainConfigTest, RealsMustBeFiniteAndInRange) {
   expect_invalid([](TrainConfig& c) { c.warmup_epochs = INFINITY; }, "--warmup-epochs");
 }
 
+TEST(TrainConfigTest, BatchNormExperimentFlagsAreCheckedAndAgreedOn) {
+  expect_invalid([](TrainConfig& c) { c.norm_placement = "after"; }, "unknown --norm-placement");
+  expect_invalid([](TrainConfig& c) { c.dropout_placement = "x"; }, "unknown --dropout-placement");
+  expect_invalid([](TrainConfig& c) { c.dropout = 1.0; }, "--dropout must be a finite number");
+  expect_invalid([](TrainConfig& c) { c.dropout = -0.1; }, "--dropout");
+  expect_invalid([](TrainConfig& c) { c.on_divergence = "ignore"; }, "unknown --on-divergence");
+  expect_invalid([](TrainConfig& c) { c.health = -2; }, "--health must be an integer in -1..");
+  expect_invalid([](TrainConfig& c) { c.init = "constant:x"; }, "constant:V needs a finite number");
+  TrainConfig c;
+  c.init = "constant:10";
+  c.dropout = 0.5;
+  c.on_divergence = "record";
+  c.health = 0;
+  EXPECT_NO_THROW(c.validate());
+  std::string keys;
+  for (const auto& [key, value] : c.settings()) keys += key + "=" + value + " ";
+  for (const char* part : {"init=constant:10 ", "norm-placement=before-act ", "dropout=0.5 ",
+                           "dropout-placement=after-act ", "on-divergence=record ", "health=0 "}) {
+    EXPECT_NE(keys.find(part), std::string::npos) << part << " not in " << keys;
+  }
+}
+
 TEST(TrainConfigTest, SyntheticShapeProductsMustFit) {
   expect_invalid([](TrainConfig& c) { c.synthetic_shape = {1, 0, 28}; }, "--synthetic-shape");
   expect_invalid(
