@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <map>
 #include <regex>
@@ -22,6 +23,7 @@
 #include "study/results.h"
 #include "syncbn/error.h"
 #include "util/clock.h"
+#include "util/format.h"
 
 namespace syncbn::study {
 
@@ -110,7 +112,7 @@ ExitStatus run_logged(const std::vector<std::string>& argv, const fs::path& log,
     if (done < 0 && errno != EINTR) SYNCBN_FAIL("waitpid failed: ", std::strerror(errno));
     const double now = now_seconds();
     if (term_sent < 0 && (interrupted || (timeout > 0 && now - start > timeout))) {
-      why = interrupted ? "interrupted" : "timed out after " + duration_text(timeout);
+      why = interrupted ? "interrupted" : "timed out after " + shortest_repr(timeout) + " s";
       kill(-pid, SIGTERM);
       term_sent = now;
     } else if (term_sent >= 0 && now - term_sent > kTermGraceSeconds) {
@@ -129,7 +131,8 @@ std::string outcome_line(const json& row) {
   if (row["status"] == "ok") {
     line << "ok";
     if (row["final_test_accuracy"].is_number())
-      line << ", test accuracy " << 100 * row["final_test_accuracy"].get<double>() << "%";
+      line << ", test accuracy " << std::fixed << std::setprecision(2)
+           << 100 * row["final_test_accuracy"].get<double>() << "%";
     if (row["images_per_second"].is_number())
       line << ", " << std::llround(row["images_per_second"].get<double>()) << " img/s";
   } else {
@@ -143,7 +146,9 @@ std::string outcome_line(const json& row) {
 std::string last_error_line(const std::string& log) {
   std::vector<std::string> lines;
   std::istringstream in(log);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  // The log's first line is the command (written by the study), not the program's output.
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("$ ", 0) != 0) lines.push_back(line);
   // syncbn's programs report as "rank R: message"; then any line naming an error that is not
   // Open MPI's boilerplate about the abort; then whatever came last.
   static const std::regex rank_line(R"(^rank [0-9]+: .*)");
@@ -239,9 +244,9 @@ int run_study(const StudySpec& spec, const RunOptions& options) {
     std::string eta = "?";
     if (i > 0) eta = duration_text(elapsed / static_cast<double>(i) * (planned - i));
     std::cerr << "study: [" << i + 1 << "/" << planned << "] " << cell.id << " (" << cell.ranks
-              << " ranks, batch " << cell.batch_per_rank << "/rank, " << cell.norm.name << ", seed "
-              << cell.seed << ")  elapsed " << duration_text(elapsed) << ", ETA " << eta
-              << std::endl;
+              << (cell.ranks == 1 ? " rank, batch " : " ranks, batch ") << cell.batch_per_rank
+              << "/rank, " << cell.norm.name << ", seed " << cell.seed << ")  elapsed "
+              << duration_text(elapsed) << ", ETA " << eta << std::endl;
 
     fs::create_directories(cell_dir);
     // syncbn-train appends to its metrics file: a retried cell starts from an empty one.
