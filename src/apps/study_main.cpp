@@ -95,7 +95,7 @@ int run_command(const std::vector<std::string>& args) {
   } catch (const po::error& e) {
     SYNCBN_FAIL(e.what(), " (see syncbn-study run --help)");
   }
-  SYNCBN_CHECK(!spec_file.empty(), "run: SPEC is missing\n", kUsage);
+  SYNCBN_CHECK(!spec_file.empty(), "run: SPEC is missing (see syncbn-study run --help)");
   SYNCBN_CHECK(!options.out_dir.empty(), "run: --out DIR is missing");
   SYNCBN_CHECK(options.max_cells >= 0, "--max-cells must be >= 0, got ", options.max_cells);
   SYNCBN_CHECK(options.timeout_per_cell >= 0, "--timeout-per-cell must be >= 0 seconds, got ",
@@ -112,7 +112,7 @@ int report_command(const std::vector<std::string>& args) {
     std::cout << kUsage;
     return 0;
   }
-  SYNCBN_CHECK(args.size() == 1, "report takes one argument, the study directory\n", kUsage);
+  SYNCBN_CHECK(args.size() == 1, "report takes one argument, the study directory DIR");
   SYNCBN_CHECK(fs::is_directory(args[0]), "report: ", args[0], " is not a directory");
   const syncbn::study::ReportOutcome outcome = syncbn::study::write_report(args[0]);
   if (!outcome.warning.empty()) std::cerr << "syncbn-study: warning: " << outcome.warning << "\n";
@@ -127,13 +127,14 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
   try {
     if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-      std::cout << kUsage;
+      (args.empty() ? std::cerr : std::cout) << kUsage;
       return args.empty() ? 2 : 0;
     }
     const std::vector<std::string> rest(args.begin() + 1, args.end());
     if (args[0] == "run") return run_command(rest);
     if (args[0] == "report") return report_command(rest);
-    SYNCBN_FAIL("unknown command '", args[0], "' (run or report)\n", kUsage);
+    std::cerr << "syncbn-study: unknown command '" << args[0] << "' (run or report)\n" << kUsage;
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "syncbn-study: " << e.what() << "\n";
     return 2;

@@ -146,5 +146,11 @@ batch-size = 8"
 [[ $? -eq 0 && $(grep -c 'syncbn-run -np 2 --oversubscribe -- .*syncbn-train --model mlp' "$tmp/dry.log") -eq 8 && ! -e $tmp/dry ]]
 check "--dry-run prints the 8 commands and runs nothing" $?
 
+source_dir=${SYNCBN_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+for spec in "$source_dir"/examples/studies/*.cfg; do
+  "$study" run "$spec" --out "$tmp/dry" --dry-run >"$tmp/dry.log" 2>&1 && grep -q 'syncbn-train' "$tmp/dry.log"
+  check "the example spec $(basename "$spec") is valid (--dry-run)" $?
+done
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
