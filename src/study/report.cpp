@@ -128,6 +128,25 @@ std::string table_head(const std::vector<std::string>& cells) {
   return table_row(cells) + rule + "\n";
 }
 
+// Appends one cell per norm to a table row: format(norm, values) where the (p, batch, norm) group
+// has values of the kind `member`, "—" elsewhere. Returns whether any norm had values.
+template <class Format>
+bool add_norm_cells(const Study& study, int64_t p, int64_t batch,
+                    std::vector<double> Group::*member, std::vector<std::string>& cells,
+                    Format format) {
+  bool any = false;
+  for (const std::string& norm : study.norms) {
+    const Group* group = study.find(p, batch, norm);
+    if (!group || (group->*member).empty()) {
+      cells.push_back("—");
+      continue;
+    }
+    any = true;
+    cells.push_back(format(norm, group->*member));
+  }
+  return any;
+}
+
 std::string error_tables(const Study& study) {
   std::ostringstream md;
   md << "## Test error (%)\n\nFinal test error, mean ± standard deviation over seeds; the best "
@@ -145,18 +164,12 @@ std::string error_tables(const Study& study) {
         if (group && !group->error_percent.empty())
           best = std::min(best, mean_of(group->error_percent));
       }
-      bool any = false;
-      for (const std::string& norm : study.norms) {
-        const Group* group = study.find(p, batch, norm);
-        if (!group || group->error_percent.empty()) {
-          cells.push_back("—");
-          continue;
-        }
-        any = true;
-        const MeanStd value = mean_std(group->error_percent);
-        const std::string text = format_mean_std(value, 2);
-        cells.push_back(value.mean == best ? "**" + text + "**" : text);
-      }
+      const bool any = add_norm_cells(study, p, batch, &Group::error_percent, cells,
+                                      [&](const std::string&, const std::vector<double>& values) {
+                                        const MeanStd value = mean_std(values);
+                                        const std::string text = format_mean_std(value, 2);
+                                        return value.mean == best ? "**" + text + "**" : text;
+                                      });
       if (any) md << table_row(cells);
     }
     md << "\n";
@@ -209,19 +222,14 @@ std::string throughput_table(const Study& study) {
   for (const int64_t p : study.ranks) {
     for (const int64_t batch : study.batches) {
       std::vector<std::string> cells = {std::to_string(p), std::to_string(batch)};
-      bool any = false;
-      for (const std::string& norm : study.norms) {
-        const Group* group = study.find(p, batch, norm);
-        if (!group || group->images_per_second.empty()) {
-          cells.push_back("—");
-          continue;
-        }
-        any = true;
-        std::string text = fixed(mean_of(group->images_per_second), 0);
-        if (scaling && efficiency.count({p, batch, norm}))
-          text += " (" + fixed(100 * efficiency.at({p, batch, norm}), 0) + "%)";
-        cells.push_back(text);
-      }
+      const bool any =
+          add_norm_cells(study, p, batch, &Group::images_per_second, cells,
+                         [&](const std::string& norm, const std::vector<double>& values) {
+                           std::string text = fixed(mean_of(values), 0);
+                           if (scaling && efficiency.count({p, batch, norm}))
+                             text += " (" + fixed(100 * efficiency.at({p, batch, norm}), 0) + "%)";
+                           return text;
+                         });
       if (ratio) {
         const Group* bn = study.find(p, batch, "bn");
         const Group* sync = study.find(p, batch, "syncbn");

@@ -122,6 +122,18 @@ if command -v gnuplot >/dev/null; then
   check "the stacked time figure is a PNG" $?
 fi
 
+# A cell that hangs is stopped by --timeout-per-cell, with its ranks, and recorded failed.
+mkdir -p "$tmp/hang"
+printf '#!/usr/bin/env bash\nsleep 60\n' >"$tmp/hang/syncbn-train"
+chmod +x "$tmp/hang/syncbn-train"
+start=$SECONDS
+timeout 60 "$study" run "$tmp/tiny.cfg" --out "$tmp/h" --build "$tmp/hang" --max-cells 1 \
+  --timeout-per-cell 1 >"$tmp/h.log" 2>&1
+code=$?
+[[ $code -eq 1 && $((SECONDS - start)) -lt 30 ]] &&
+  grep -q '"error":"timed out after 1 s"' "$tmp/h/results.jsonl"
+check "--timeout-per-cell 1 stops a hanging cell and records it (exit $code, $((SECONDS - start)) s)" $?
+
 # 5. bad input.
 expect_bad() {  # expect_bad NAME MESSAGE SPEC-LINES
   printf '%s\n' "$3" >"$tmp/bad.cfg"
