@@ -122,6 +122,12 @@ if command -v gnuplot >/dev/null; then
   check "the stacked time figure is a PNG" $?
 fi
 
+printf '# Projection\nmade by another tool\n' >"$tmp/t/projection.md"
+timeout 120 "$study" report "$tmp/t" >>"$tmp/t.log" 2>&1 &&
+  grep -q '\[projection.md\](projection.md)' "$tmp/t/report.md" &&
+  grep -q '^made by another tool' "$tmp/t/report.md"
+check "report.md links and includes DIR/projection.md" $?
+
 # A cell that hangs is stopped by --timeout-per-cell, with its ranks, and recorded failed.
 mkdir -p "$tmp/hang"
 printf '#!/usr/bin/env bash\nsleep 60\n' >"$tmp/hang/syncbn-train"
