@@ -19,6 +19,7 @@ packages=(
   libgtest-dev libbenchmark-dev
   zlib1g-dev
   dataset-fashion-mnist
+  gnuplot-nox
   iproute2 util-linux procps
 )
 for flag in "$@"; do
