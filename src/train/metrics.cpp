@@ -12,8 +12,18 @@
 
 namespace syncbn::train {
 
+namespace {
+
+nlohmann::ordered_json to_json(const CollectiveCounts& c) {
+  return {{"syncbn_allreduce", c.syncbn_allreduce},
+          {"grad_allreduce", c.grad_allreduce},
+          {"other", c.other}};
+}
+
+}  // namespace
+
 std::string to_json(const EpochMetrics& m) {
-  const nlohmann::ordered_json row = {
+  nlohmann::ordered_json row = {
       {"epoch", m.epoch},
       {"step", m.step},
       {"train_loss", m.train_loss},
@@ -25,7 +35,21 @@ std::string to_json(const EpochMetrics& m) {
       {"lr", m.lr},
       {"world_size", m.world_size},
       {"batch_size", m.batch_size},
+      {"steps_in_epoch", m.steps_in_epoch},
   };
+  if (m.has_timing) {
+    const PhaseSeconds& t = m.time;
+    row["time"] = {{"data", t.data},
+                   {"forward", t.forward},
+                   {"backward", t.backward},
+                   {"syncbn_comm", t.syncbn_comm},
+                   {"grad_comm_exposed", t.grad_comm_exposed},
+                   {"optimizer", t.optimizer},
+                   {"eval", t.eval},
+                   {"other", t.other}};
+    row["bytes"] = to_json(m.bytes);
+    row["collectives"] = to_json(m.collectives);
+  }
   return row.dump();
 }
 

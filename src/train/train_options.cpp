@@ -43,7 +43,11 @@ po::options_description train_options(TrainConfig& c, int& threads, std::string&
     ("init-from", po::value(&c.init_from), "start from the weights and buffers in PATH (safetensors with state_dict names, e.g. from PyTorch; strict names and shapes)")
     ("save", po::value(&c.save), "write the final model (parameters and buffers) as safetensors to PATH")
     ("metrics", po::value(&c.metrics), "append one JSON line per epoch to PATH")
-    ("no-progress", po::bool_switch(&no_progress), "no progress bar");
+    ("no-progress", po::bool_switch(&no_progress), "no progress bar")
+    ("timeline", po::value(&c.timeline), "write a Chrome trace (open in ui.perfetto.dev) of every rank's steps to PATH")
+    ("timeline-start", po::value(&c.timeline_start)->default_value(c.timeline_start), "--timeline: steps to skip before tracing (warm-up)")
+    ("timeline-steps", po::value(&c.timeline_steps)->default_value(c.timeline_steps), "--timeline: number of steps to trace")
+    ("no-timing", po::bool_switch()->notifier([&c](bool off) { c.timing = !off; }), "do not measure where the time goes (no time, bytes, collectives in --metrics)");
   // clang-format on
   return options;
 }

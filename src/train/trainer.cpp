@@ -30,6 +30,7 @@
 #include "syncbn/optim/sgd.h"
 #include "syncbn/train/checkpoint.h"
 #include "syncbn/train/safetensors.h"
+#include "train/step_timer.h"
 #include "util/checked.h"
 #include "util/clock.h"
 #include "util/format.h"
@@ -188,7 +189,10 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::settings() const {
           {"seed", str(seed)},
           {"broadcast-buffers", str(broadcast_buffers)},
           {"bucket-kib", str(first_bucket_kib) + "," + str(bucket_kib)},
-          {"device", device}};
+          {"device", device},
+          // Every rank joins the timing's reduction and the timeline's gather.
+          {"timing", str(timing)},
+          {"timeline", timeline.empty() ? "off" : str(timeline_start) + "+" + str(timeline_steps)}};
 }
 
 namespace {
@@ -202,6 +206,7 @@ constexpr int64_t kMaxSamples = int64_t{1} << 40;
 constexpr int64_t kMaxClasses = (int64_t{1} << 31) - 1;  // labels are int32
 constexpr int64_t kMaxBucketKib = int64_t{1} << 30;      // 1 TiB
 constexpr int64_t kMaxSyncGroup = int64_t{1} << 20;
+constexpr int64_t kMaxTimelineSteps = 100'000;  // spans are kept in memory until the end
 
 void check_range(const char* flag, int64_t value, int64_t low, int64_t high,
                  const char* note = "") {
@@ -231,6 +236,10 @@ void TrainConfig::validate() const {
   check_range("--synthetic-classes", synthetic_classes, 2, kMaxClasses);
   check_range("--bucket-kib", bucket_kib, 1, kMaxBucketKib);
   check_range("first bucket size (KiB)", first_bucket_kib, 1, kMaxBucketKib);
+  check_range("--timeline-start", timeline_start, 0, kMaxSteps);
+  check_range("--timeline-steps", timeline_steps, 1, kMaxTimelineSteps);
+  SYNCBN_CHECK(timing || timeline.empty(),
+               "--timeline needs the timing that --no-timing turns off");
   SYNCBN_CHECK(dataset == "fashion-mnist" || dataset == "synthetic", "unknown dataset ",
                quote_brief(dataset), ": expected fashion-mnist or synthetic");
   SYNCBN_CHECK(synthetic_shape.size() == 3, "--synthetic-shape must be C,H,W, got '",
@@ -293,6 +302,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   if (leader) {
     if (!config.save.empty()) check_output_path("--save", config.save, /*append=*/false);
     if (!config.metrics.empty()) check_output_path("--metrics", config.metrics, /*append=*/true);
+    if (!config.timeline.empty()) check_output_path("--timeline", config.timeline, false);
   }
   std::string device_reason;
   const Device device = resolve_device(config.device, world->local_rank(), &device_reason);
@@ -367,6 +377,8 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     std::fflush(stdout);
   }
 
+  StepTimer timer(config, *world, {world.get(), comm.get(), model_options.sync_group().get()},
+                  *model);
   TrainResult result;
   nn::CrossEntropyLoss criterion;
   model->train();
@@ -376,21 +388,28 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     ProgressBar bar(leader && config.progress, epoch + 1, config.epochs, steps_per_epoch);
     // Local sums of [loss * n, correct, n], reduced once at the end of the epoch.
     double totals[3] = {0, 0, 0};
+    timer.begin_epoch();
     const double start = now_seconds();
     int64_t step = 0;
     double lr = sgd_options.lr();
     for (; step < steps_per_epoch; ++step) {
       if (config.steps > 0 && result.steps >= config.steps) break;
       dist::set_current_step(result.steps + 1);  // 1-based; a communication timeout names it
+      timer.begin_step();
       const data::Batch& batch = loader.batch(step);
+      timer.lap(Phase::kData);
       lr = optim::lr_at(schedule, result.steps);
       optimizer.set_lr(lr);
       optimizer.zero_grad();
+      timer.lap(Phase::kOptimizer);
       Tensor logits = ddp.forward(batch.images);
       const double loss = criterion.forward(logits, batch.labels);
       check_finite_loss(loss, result.steps + 1, epoch + 1, config.lr);
+      timer.lap(Phase::kForward);
       ddp.backward(criterion.backward());
+      timer.lap_backward(ddp.overlap().finish_wait_seconds);
       optimizer.step();
+      timer.end_step();
       ++result.steps;
       totals[0] += loss * static_cast<double>(batch.size());
       totals[1] += static_cast<double>(criterion.correct());
@@ -409,7 +428,9 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     m.step = result.steps;
     m.train_loss = totals[0] / std::max(1.0, totals[2]);
     m.train_accuracy = totals[1] / std::max(1.0, totals[2]);
+    timer.mark();
     const EvalResult eval = evaluate(*model, data.test, *world, config.eval_batch_size, device);
+    timer.lap(Phase::kEval);
     // The evaluation is reduced over all ranks, so every rank takes this branch together: the
     // last step can leave non-finite weights behind a finite training loss.
     SYNCBN_CHECK(std::isfinite(eval.loss), "training diverged at step ", result.steps, " (epoch ",
@@ -422,6 +443,8 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     m.lr = lr;
     m.world_size = world->size();
     m.batch_size = config.batch_size;
+    m.steps_in_epoch = step;
+    timer.finish_epoch(m, seconds);
     result.epochs.push_back(m);
     if (leader) {
       std::printf("%s\n", summary_line(m, config.epochs).c_str());
@@ -430,6 +453,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     }
   }
 
+  timer.write_timeline();
   if (!config.save.empty() && leader) {
     const NamedTensors state = model->state_dict();
     std::map<std::string, std::string> metadata = integrity_metadata(state);

@@ -52,6 +52,12 @@ struct TrainConfig {
   // PyTorch), loaded strictly over the initialisation; rank 0's reach every rank.
   std::string init_from;
   bool progress = true;  // progress bar on a terminal (rank 0)
+  // Where the time goes (docs/DESIGN.md §7): phase seconds, bytes and calls per collective kind
+  // in every --metrics line (off: --no-timing), and a Chrome trace of every rank written to
+  // `timeline` for steps timeline_start .. timeline_start + timeline_steps - 1 (0-based).
+  bool timing = true;
+  std::string timeline;
+  int64_t timeline_start = 5, timeline_steps = 20;
 
   // The settings that must agree on every rank, as (name, value) pairs.
   std::vector<std::pair<std::string, std::string>> settings() const;
