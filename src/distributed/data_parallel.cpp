@@ -7,6 +7,7 @@
 #include "syncbn/distributed/communicator.h"
 #include "syncbn/distributed/consistency.h"
 #include "syncbn/error.h"
+#include "syncbn/profile.h"
 #include "util/clock.h"
 
 namespace syncbn::dist {
@@ -128,14 +129,18 @@ void DataParallel::on_grad_ready(std::size_t bucket_index, std::size_t param_ind
   bucket.ready[param_index] = 1;
   if (--bucket.pending == 0 && sync_enabled_) launch(bucket);
   // Open MPI progresses non-blocking collectives only inside MPI calls: poke the ones in flight
-  // so they advance while backward computes.
-  for (auto& other : buckets_) {
-    if (other.request) other.request->test();
+  // so they advance while backward computes. The first poke that finds one done ends its span
+  // on the timeline.
+  for (std::size_t b = 0; b < buckets_.size(); ++b) {
+    if (buckets_[b].request && buckets_[b].request->test()) profile::bucket_completed(b);
   }
 }
 
 void DataParallel::launch(Bucket& bucket) {
-  if (comm_->size() > 1) bucket.request = comm_->iallreduce_sum(bucket.flat);
+  if (comm_->size() == 1) return;
+  profile::bucket_launched(static_cast<std::size_t>(&bucket - buckets_.data()),
+                           bucket.flat.numel() * int64_t{sizeof(float)});
+  bucket.request = comm_->iallreduce_sum(bucket.flat);
 }
 
 void DataParallel::finish() {
@@ -153,11 +158,14 @@ void DataParallel::finish() {
     // every rank makes the same collectives in the same order.
     if (bucket.pending > 0) launch(bucket);
   }
-  for (auto& bucket : buckets_) {
+  const profile::ScopedSpan span("wait for gradient buckets", "gradient");
+  for (std::size_t b = 0; b < buckets_.size(); ++b) {
+    Bucket& bucket = buckets_[b];
     if (bucket.request) {
       const double start = now_seconds();
       bucket.request->wait();
       overlap_.finish_wait_seconds += now_seconds() - start;
+      profile::bucket_completed(b);
       bucket.request.reset();
     }
     if (comm_->size() > 1) ops::scale_(bucket.flat, inverse_size);

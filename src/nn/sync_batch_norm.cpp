@@ -2,6 +2,7 @@
 
 #include "syncbn/distributed/communicator.h"
 #include "syncbn/error.h"
+#include "syncbn/profile.h"
 
 namespace syncbn::nn {
 
@@ -26,12 +27,16 @@ bool SyncBatchNorm::reduce_forward_stats(ForwardStats stats) {
   // Evaluation without running statistics normalises with local batch statistics, as PyTorch's
   // SyncBatchNorm does: no collective outside training.
   if (!is_training() || group_->size() == 1) return false;
+  const profile::ScopedCollective timed(profile::Collective::kSyncBn, "syncbn allreduce forward",
+                                        stats.size() * int64_t{sizeof(double)});
   group_->allreduce_sum(stats.data, stats.size(), dist::DataType::kFloat64, stats.device);
   return true;
 }
 
 void SyncBatchNorm::reduce_backward_stats(BackwardStats stats) {
   if (!is_training() || group_->size() == 1) return;
+  const profile::ScopedCollective timed(profile::Collective::kSyncBn, "syncbn allreduce backward",
+                                        stats.size() * int64_t{sizeof(double)});
   group_->allreduce_sum(stats.data, stats.size(), dist::DataType::kFloat64, stats.device);
 }
 

@@ -12,6 +12,16 @@
 
 namespace syncbn::train {
 
+namespace {
+
+nlohmann::ordered_json to_json(const CollectiveCounts& c) {
+  return {{"syncbn_allreduce", c.syncbn_allreduce},
+          {"grad_allreduce", c.grad_allreduce},
+          {"other", c.other}};
+}
+
+}  // namespace
+
 std::string to_json(const EpochMetrics& m) {
   nlohmann::ordered_json row = {
       {"epoch", m.epoch},
@@ -25,11 +35,25 @@ std::string to_json(const EpochMetrics& m) {
       {"lr", m.lr},
       {"world_size", m.world_size},
       {"batch_size", m.batch_size},
+      {"steps_in_epoch", m.steps_in_epoch},
   };
   if (m.resumed_from_step >= 0) row["resumed_from_step"] = m.resumed_from_step;
   if (m.diverged_at_step > 0) row["diverged_at_step"] = m.diverged_at_step;
   if (!m.health.empty()) row["health"] = nlohmann::ordered_json::parse(m.health);
   // dump() writes NaN and infinities as null: every line is valid JSON.
+  if (m.has_timing) {
+    const PhaseSeconds& t = m.time;
+    row["time"] = {{"data", t.data},
+                   {"forward", t.forward},
+                   {"backward", t.backward},
+                   {"syncbn_comm", t.syncbn_comm},
+                   {"grad_comm_exposed", t.grad_comm_exposed},
+                   {"optimizer", t.optimizer},
+                   {"eval", t.eval},
+                   {"other", t.other}};
+    row["bytes"] = to_json(m.bytes);
+    row["collectives"] = to_json(m.collectives);
+  }
   return row.dump();
 }
 

@@ -52,7 +52,11 @@ po::options_description train_options(TrainConfig& c, int& threads, std::string&
     ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(c.checkpoint_every), "also every N optimizer steps (0 = epoch ends only)")
     ("keep-checkpoints", po::value(&c.keep_checkpoints)->default_value(c.keep_checkpoints), "keep the K newest checkpoints in --checkpoint-dir")
     ("resume", po::value(&c.resume)->implicit_value(""), "continue from checkpoint FILE, or the newest valid one in DIR (--resume alone: --checkpoint-dir)")
-    ("no-progress", po::bool_switch(&no_progress), "no progress bar");
+    ("no-progress", po::bool_switch(&no_progress), "no progress bar")
+    ("timeline", po::value(&c.timeline), "write a Chrome trace (open in ui.perfetto.dev) of every rank's steps to PATH")
+    ("timeline-start", po::value(&c.timeline_start)->default_value(c.timeline_start), "--timeline: steps to skip before tracing (warm-up)")
+    ("timeline-steps", po::value(&c.timeline_steps)->default_value(c.timeline_steps), "--timeline: number of steps to trace")
+    ("no-timing", po::bool_switch()->notifier([&c](bool off) { c.timing = !off; }), "do not measure where the time goes (no time, bytes, collectives in --metrics)");
   // clang-format on
   return options;
 }

@@ -33,6 +33,7 @@
 #include "train/checkpointing.h"
 #include "train/divergence.h"
 #include "train/health.h"
+#include "train/step_timer.h"
 #include "util/checked.h"
 #include "util/clock.h"
 #include "util/format.h"
@@ -183,7 +184,10 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::settings() const {
           {"seed", str(seed)},
           {"broadcast-buffers", str(broadcast_buffers)},
           {"bucket-kib", str(first_bucket_kib) + "," + str(bucket_kib)},
-          {"device", device}};
+          {"device", device},
+          // Every rank joins the timing's reduction and the timeline's gather.
+          {"timing", str(timing)},
+          {"timeline", timeline.empty() ? "off" : str(timeline_start) + "+" + str(timeline_steps)}};
 }
 
 namespace {
@@ -197,6 +201,7 @@ constexpr int64_t kMaxSamples = int64_t{1} << 40;
 constexpr int64_t kMaxClasses = (int64_t{1} << 31) - 1;  // labels are int32
 constexpr int64_t kMaxBucketKib = int64_t{1} << 30;      // 1 TiB
 constexpr int64_t kMaxSyncGroup = int64_t{1} << 20;
+constexpr int64_t kMaxTimelineSteps = 100'000;  // spans are kept in memory until the end
 
 void check_range(const char* flag, int64_t value, int64_t low, int64_t high,
                  const char* note = "") {
@@ -232,6 +237,10 @@ void TrainConfig::validate() const {
   check_range("--keep-checkpoints", keep_checkpoints, 1, kMaxEpochs);
   SYNCBN_CHECK(checkpoint_every == 0 || !checkpoint_dir.empty(),
                "--checkpoint-every needs --checkpoint-dir");
+  check_range("--timeline-start", timeline_start, 0, kMaxSteps);
+  check_range("--timeline-steps", timeline_steps, 1, kMaxTimelineSteps);
+  SYNCBN_CHECK(timing || timeline.empty(),
+               "--timeline needs the timing that --no-timing turns off");
   SYNCBN_CHECK(dataset == "fashion-mnist" || dataset == "synthetic", "unknown dataset ",
                quote_brief(dataset), ": expected fashion-mnist or synthetic");
   SYNCBN_CHECK(synthetic_shape.size() == 3, "--synthetic-shape must be C,H,W, got '",
@@ -301,6 +310,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   if (leader) {
     if (!config.save.empty()) check_output_path("--save", config.save, /*append=*/false);
     if (!config.metrics.empty()) check_output_path("--metrics", config.metrics, /*append=*/true);
+    if (!config.timeline.empty()) check_output_path("--timeline", config.timeline, false);
   }
   std::string device_reason;
   const Device device = resolve_device(config.device, world->local_rank(), &device_reason);
@@ -384,6 +394,8 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   const StartPoint start_point =
       resume_training(config, *world, settings, *model, optimizer, loader.sampler());
 
+  StepTimer timer(config, *world, {world.get(), comm.get(), model_options.sync_group().get()},
+                  *model);
   TrainResult result;
   result.steps = start_point.position.step;
   nn::CrossEntropyLoss criterion;
@@ -400,6 +412,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     double totals[3] = {0, 0, 0};
     if (resumed_epoch && leader) std::copy_n(start_point.epoch_totals.begin(), 3, totals);
     const double resumed_samples = resumed_epoch ? start_point.epoch_totals[2] : 0.0;
+    timer.begin_epoch();
     const double start = now_seconds();
     int64_t step = 0;
     double lr = sgd_options.lr();
@@ -407,14 +420,19 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     for (; step < steps_in_epoch; ++step) {
       if (config.steps > 0 && result.steps >= config.steps) break;
       dist::set_current_step(result.steps + 1);  // 1-based; a communication timeout names it
+      timer.begin_step();
       const data::Batch& batch = loader.batch(step);
+      timer.lap(Phase::kData);
       lr = optim::lr_at(schedule, result.steps);
       optimizer.set_lr(lr);
       optimizer.zero_grad();
+      timer.lap(Phase::kOptimizer);
       Tensor logits = ddp.forward(batch.images);
       const double loss = criterion.forward(logits, batch.labels);
       divergence.check_loss(loss, result.steps + 1, epoch + 1);
+      timer.lap(Phase::kForward);
       ddp.backward(criterion.backward());
+      timer.lap_backward(ddp.overlap().finish_wait_seconds);
       if (divergence.diverged(result.steps + 1, epoch + 1)) break;
       const bool epoch_ends = step + 1 == steps_in_epoch || result.steps + 1 == config.steps;
       if (leader && health_due(config.health, result.steps + 1, epoch_ends)) {
@@ -422,6 +440,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
                                       config.health, config.metrics);
       }
       optimizer.step();
+      timer.end_step();
       ++result.steps;
       totals[0] += loss * static_cast<double>(batch.size());
       totals[1] += static_cast<double>(criterion.correct());
@@ -443,9 +462,11 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     m.train_loss = totals[0] / std::max(1.0, totals[2]);
     m.train_accuracy = totals[1] / std::max(1.0, totals[2]);
     // A diverged state is not evaluated: its test loss and accuracy go to --metrics as null.
+    timer.mark();
     const EvalResult eval =
         divergence.step() > 0 ? EvalResult{std::nan(""), std::nan("")}
                               : evaluate(*model, data.test, *world, config.eval_batch_size, device);
+    timer.lap(Phase::kEval);
     // The evaluation is reduced over all ranks, so every rank takes this branch together: the
     // last step can leave non-finite weights behind a finite training loss.
     divergence.check_evaluation(eval.loss, result.steps, epoch + 1);
@@ -460,6 +481,8 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
     m.diverged_at_step = divergence.step();
     if (totals[2] == 0) m.train_loss = m.train_accuracy = std::nan("");  // diverged at once: null
     m.health = epoch_health;
+    m.steps_in_epoch = step;
+    timer.finish_epoch(m, seconds);
     result.epochs.push_back(m);
     if (leader) {
       std::printf("%s\n", summary_line(m, config.epochs).c_str());
@@ -473,6 +496,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   }
   result.diverged_at_step = divergence.step();
 
+  timer.write_timeline();
   if (!config.save.empty() && leader && result.diverged_at_step == 0) {
     const NamedTensors state = model->state_dict();
     std::map<std::string, std::string> metadata = integrity_metadata(state);

@@ -1,6 +1,7 @@
 #pragma once
 // Sequential: children applied in order; backward in reverse order.
 #include <string>
+#include <vector>
 
 #include "syncbn/nn/module.h"
 
@@ -22,9 +23,17 @@ class Sequential : public Module {
   std::size_t size() const { return children().size(); }
   std::string type_name() const override { return "Sequential"; }
 
+  // Each child's forward and backward become spans "<name>: <Type>" on the calling thread's
+  // profile::Recorder timeline (syncbn/profile.h) while it records one; for the model's top
+  // level. Labels are made now: call again after replacing a child.
+  void trace_children(bool on);
+
  protected:
   Tensor forward_impl(const Tensor& x) override;
   Tensor backward_impl(const Tensor& dy) override;
+
+ private:
+  std::vector<std::string> trace_labels_;  // one per child while tracing, else empty
 };
 
 }  // namespace syncbn::nn

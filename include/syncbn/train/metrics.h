@@ -5,6 +5,20 @@
 
 namespace syncbn::train {
 
+// Where an epoch's time went (docs/DESIGN.md §7, "Where the time goes"), in seconds averaged
+// over the ranks. data, forward, backward, grad_comm_exposed, optimizer and other are disjoint
+// and sum to the epoch's training seconds; syncbn_comm lies inside forward and backward; eval is
+// the evaluation after the epoch, outside its training seconds.
+struct PhaseSeconds {
+  double data = 0, forward = 0, backward = 0, syncbn_comm = 0, grad_comm_exposed = 0, optimizer = 0,
+         eval = 0, other = 0;
+};
+
+// Per collective kind over an epoch's training steps, on rank 0: payload bytes or calls.
+struct CollectiveCounts {
+  int64_t syncbn_allreduce = 0, grad_allreduce = 0, other = 0;
+};
+
 struct EpochMetrics {
   int64_t epoch = 0;  // 1-based
   int64_t step = 0;   // optimizer steps so far
@@ -19,6 +33,11 @@ struct EpochMetrics {
   // line's losses may be null), and --health's report of the epoch's last step (JSON text).
   int64_t diverged_at_step = 0;
   std::string health;
+  int64_t steps_in_epoch = 0;  // optimizer steps in this epoch
+  // Filled when the run measures where the time goes (syncbn-train without --no-timing).
+  bool has_timing = false;
+  PhaseSeconds time;
+  CollectiveCounts bytes, collectives;
 };
 
 std::string to_json(const EpochMetrics& m);

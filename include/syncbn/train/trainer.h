@@ -69,6 +69,12 @@ struct TrainConfig {
   int64_t checkpoint_every = 0;
   int64_t keep_checkpoints = 3;
   std::string resume;
+  // Where the time goes (docs/DESIGN.md §7): phase seconds, bytes and calls per collective kind
+  // in every --metrics line (off: --no-timing), and a Chrome trace of every rank written to
+  // `timeline` for steps timeline_start .. timeline_start + timeline_steps - 1 (0-based).
+  bool timing = true;
+  std::string timeline;
+  int64_t timeline_start = 5, timeline_steps = 20;
 
   // The settings that must agree on every rank, as (name, value) pairs.
   std::vector<std::pair<std::string, std::string>> settings() const;

@@ -42,5 +42,35 @@ TEST(MetricsTest, DivergedStepAndHealthAreWrittenOnlyWhenSet) {
   EXPECT_EQ(row["epoch"], 0);  // the existing keys stay
 }
 
+TEST(MetricsTest, TimingKeysAreWrittenOnlyWhenMeasured) {
+  EpochMetrics m;
+  m.steps_in_epoch = 7;
+  const nlohmann::json plain = nlohmann::json::parse(to_json(m));
+  EXPECT_EQ(plain["steps_in_epoch"], 7);
+  EXPECT_FALSE(plain.contains("time"));
+  EXPECT_FALSE(plain.contains("bytes"));
+
+  m.has_timing = true;
+  m.time.data = 0.5;
+  m.time.grad_comm_exposed = 0.25;
+  m.time.other = 0.125;
+  m.bytes = {1000, 2000, 3};
+  m.collectives = {4, 2, 1};
+  const nlohmann::json row = nlohmann::json::parse(to_json(m));
+  for (const char* key : {"data", "forward", "backward", "syncbn_comm", "grad_comm_exposed",
+                          "optimizer", "eval", "other"}) {
+    EXPECT_TRUE(row["time"].contains(key)) << key;
+  }
+  EXPECT_EQ(row["time"]["data"], 0.5);
+  EXPECT_EQ(row["time"]["grad_comm_exposed"], 0.25);
+  EXPECT_EQ(row["time"]["other"], 0.125);
+  EXPECT_EQ(row["bytes"]["syncbn_allreduce"], 1000);
+  EXPECT_EQ(row["bytes"]["grad_allreduce"], 2000);
+  EXPECT_EQ(row["bytes"]["other"], 3);
+  EXPECT_EQ(row["collectives"]["syncbn_allreduce"], 4);
+  EXPECT_EQ(row["collectives"]["grad_allreduce"], 2);
+  EXPECT_EQ(row["collectives"]["other"], 1);
+}
+
 }  // namespace
 }  // namespace syncbn::train

@@ -36,6 +36,17 @@ TEST(TrainConfigTest, CountsOutsideTheirRangeNameFlagValueAndRange) {
   expect_invalid([](TrainConfig& c) { c.synthetic_samples = 0; }, "--synthetic-samples");
   expect_invalid([](TrainConfig& c) { c.synthetic_classes = 1; }, "--synthetic-classes");
   expect_invalid([](TrainConfig& c) { c.bucket_kib = int64_t{1} << 60; }, "--bucket-kib");
+  expect_invalid([](TrainConfig& c) { c.timeline_steps = 0; }, "--timeline-steps");
+  expect_invalid([](TrainConfig& c) { c.timeline_start = -1; }, "--timeline-start");
+}
+
+TEST(TrainConfigTest, ATimelineNeedsTiming) {
+  expect_invalid(
+      [](TrainConfig& c) {
+        c.timeline = "trace.json";
+        c.timing = false;
+      },
+      "--timeline needs the timing that --no-timing turns off");
 }
 
 TEST(TrainConfigTest, RealsMustBeFiniteAndInRange) {
