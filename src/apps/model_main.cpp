@@ -8,10 +8,12 @@
 //       syncbn-train --metrics files at several batch sizes.
 //   syncbn-model predict --calibration calibration.json --model cnn
 //                        [--run NORM=METRICS.jsonl ...] [--results results.jsonl]
-//                        [--cores N] [--threads-per-rank T] [--out table.md]
+//                        [--concurrent P=METRICS ...] [--cores N] [--threads-per-rank T]
+//                        [--out table.md]
 //       measured against predicted step time, one row per run (runs of syncbn-train
 //       --metrics, or the ok rows of a syncbn-study results.jsonl), with the CPU sharing of
-//       ranks on N cores modelled as a slowdown of compute by max(1, P T / N).
+//       ranks on N cores modelled as a slowdown of compute by max(1, P T / N), or measured:
+//       single-rank runs made P at a time (--concurrent) give compute at P.
 //   syncbn-model project [--calibration calibration.json] [--compute MODEL=FIXED_MS,PER_SAMPLE_MS]
 //                        [--alpha-us 8] [--bandwidth-gbs 25] [--algorithm nccl]
 //                        [--ranks 8,16,...,512] [--batches 2,4,8,16,32]
@@ -142,6 +144,21 @@ int calibrate(int argc, char** argv) {
                     {"measured_over_predicted", p.ranks > 1 ? p.seconds / predicted : 0.0}});
   }
   record["allreduce"] = rows;
+  std::map<int64_t, std::vector<AllreducePoint>> by_ranks;
+  for (const auto& p : points) {
+    if (p.ranks > 1) by_ranks[p.ranks].push_back(p);
+  }
+  nlohmann::ordered_json per_ranks = nlohmann::ordered_json::array();
+  for (const auto& [ranks, ranks_points] : by_ranks) {
+    const Network fit = fit_network(ranks_points, chosen);
+    per_ranks.push_back({{"ranks", ranks},
+                         {"alpha_seconds", fit.alpha_seconds},
+                         {"bandwidth_bytes_per_second", fit.bandwidth_bytes_per_second}});
+    std::printf("P = %lld alone: alpha = %.2f us, bandwidth = %.3f GB/s\n",
+                static_cast<long long>(ranks), 1e6 * fit.alpha_seconds,
+                fit.bandwidth_bytes_per_second / 1e9);
+  }
+  record["network_by_ranks"] = per_ranks;
 
   std::map<std::string, std::vector<MeasuredStep>> runs;
   std::map<std::string, std::vector<std::string>> files;
@@ -173,8 +190,8 @@ int calibrate(int argc, char** argv) {
 }
 
 int predict(int argc, char** argv) {
-  std::string calibration_file, model, results, out;
-  std::vector<std::string> run_files;
+  std::string calibration_file, model, results, out, network_choice = "per-ranks";
+  std::vector<std::string> run_files, concurrent_files;
   int64_t cores = 0, threads_per_rank = 1;
   po::options_description options("syncbn-model predict options");
   options.add_options()("help,h", "show this help")(
@@ -183,20 +200,44 @@ int predict(int argc, char** argv) {
       "run", po::value(&run_files)->composing(),
       "NORM=METRICS: a syncbn-train --metrics file and its norm (bn, syncbn, syncbn:K)")(
       "results", po::value(&results), "a syncbn-study results.jsonl (its ok rows of --model)")(
+      "concurrent", po::value(&concurrent_files)->composing(),
+      "P=METRICS: a single-rank run of --model at the runs' batch made while P such runs shared "
+      "the machine (repeat): compute at P is measured, not modelled by --cores")(
       "cores", po::value(&cores)->default_value(cores),
       "cores that all ranks of a run shared (0: a core per rank thread, no sharing)")(
       "threads-per-rank", po::value(&threads_per_rank)->default_value(threads_per_rank),
-      "CPU threads per rank")("out", po::value(&out), "markdown table to write (default stdout)");
+      "CPU threads per rank")(
+      "network", po::value(&network_choice)->default_value(network_choice),
+      "per-ranks: the network fitted at the run's P where the calibration has it | global: "
+      "the one fitted over all P")("out", po::value(&out),
+                                   "markdown table to write (default stdout)");
   po::variables_map vm;
   if (!parse(argc, argv, options, vm)) return 0;
   SYNCBN_CHECK(!run_files.empty() || !results.empty(), "predict needs --run or --results");
   SYNCBN_CHECK(cores >= 0 && threads_per_rank >= 1, "--cores >= 0 and --threads-per-rank >= 1");
+  SYNCBN_CHECK(network_choice == "per-ranks" || network_choice == "global", "--network '",
+               network_choice, "': expected per-ranks or global");
 
   const Calibration calibration = read_calibration(calibration_file);
   SYNCBN_CHECK(calibration.compute.count(model) == 1, calibration_file,
                ": no compute calibrated for model '", model, "' (syncbn-model calibrate --compute ",
                model, "=METRICS)");
   const ModelStructure structure = model_structure(model);
+  const ComputeProfile& compute = calibration.compute.at(model);
+
+  // Compute per step of one rank while P ranks ran at once: mean over the concurrent runs at P.
+  std::map<int64_t, std::pair<double, int64_t>> concurrent;  // P -> (sum of seconds, runs)
+  std::map<int64_t, int64_t> concurrent_batch;
+  for (const auto& item : concurrent_files) {
+    const auto [ranks_text, path] = split_assignment(item, "concurrent");
+    const int64_t ranks = parse_int_list(ranks_text, "concurrent").at(0);
+    std::ifstream metrics = open_input(path);
+    const MeasuredStep m = measured_from_metrics(metrics, path);
+    SYNCBN_CHECK(m.ranks == 1, path, ": a --concurrent run must be single-rank, has ", m.ranks);
+    concurrent[ranks].first += m.total;
+    concurrent[ranks].second += 1;
+    concurrent_batch[ranks] = m.batch_per_rank;
+  }
 
   std::vector<std::pair<std::string, MeasuredStep>> measured;
   for (const auto& item : run_files) {
@@ -216,13 +257,26 @@ int predict(int argc, char** argv) {
     row.norm = norm;
     row.measured = m;
     row.compute_slowdown = cores > 0 ? cpu_share_slowdown(m.ranks, threads_per_rank, cores) : 1;
+    if (const auto it = concurrent.find(m.ranks); it != concurrent.end()) {
+      SYNCBN_CHECK(concurrent_batch[m.ranks] == m.batch_per_rank,
+                   "--concurrent runs at P = ", m.ranks, " have batch ", concurrent_batch[m.ranks],
+                   ", the run has ", m.batch_per_rank);
+      const double b = static_cast<double>(m.batch_per_rank);
+      const double alone = compute.data.at(b) + compute.forward.at(b) + compute.backward.at(b) +
+                           compute.optimizer.at(b);
+      row.compute_slowdown = it->second.first / static_cast<double>(it->second.second) / alone;
+    }
     StepInput input;
     input.model = structure;
-    input.compute = calibration.compute.at(model);
+    input.compute = compute;
     input.batch_per_rank = m.batch_per_rank;
     input.ranks = m.ranks;
     input.norm = parse_norm_sync(norm);
-    input.network = calibration.network;
+    const auto fitted = calibration.network_by_ranks.find(m.ranks);
+    row.network = network_choice == "per-ranks" && fitted != calibration.network_by_ranks.end()
+                      ? fitted->second
+                      : calibration.network;
+    input.network = row.network;
     input.algorithm = calibration.algorithm;
     input.compute_slowdown = row.compute_slowdown;
     row.predicted = predict_step(input);

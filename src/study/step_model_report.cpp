@@ -255,6 +255,16 @@ Calibration read_calibration(const std::string& path) {
       calibration.network.alpha_seconds >= 0 && calibration.network.bandwidth_bytes_per_second > 0,
       path, ": network needs alpha_seconds >= 0 and bandwidth_bytes_per_second > 0");
   calibration.algorithm = parse_allreduce_algorithm(network->value("algorithm", "mpi"));
+  if (const auto by = in.find("network_by_ranks"); by != in.end() && by->is_array()) {
+    for (const auto& entry : *by) {
+      const auto ranks = static_cast<int64_t>(number_or(entry, "ranks", 0));
+      const Network fit{number_or(entry, "alpha_seconds", -1),
+                        number_or(entry, "bandwidth_bytes_per_second", -1)};
+      SYNCBN_CHECK(ranks > 1 && fit.alpha_seconds >= 0 && fit.bandwidth_bytes_per_second > 0, path,
+                   ": bad network_by_ranks entry ", entry.dump());
+      calibration.network_by_ranks[ranks] = fit;
+    }
+  }
   if (const auto compute = in.find("compute"); compute != in.end() && compute->is_object()) {
     for (const auto& [model, phases] : compute->items()) {
       calibration.compute[model] =
@@ -266,18 +276,20 @@ Calibration read_calibration(const std::string& path) {
 
 std::string validation_markdown(const std::vector<ValidationRow>& rows) {
   std::ostringstream out;
-  out << "| model | norm | P | batch/rank | CPU slowdown | measured ms | predicted ms | "
-         "measured/predicted | predicted SyncBN ms | predicted grad exposed ms | measured "
-         "SyncBN ms |\n"
-      << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  out << "| model | norm | P | batch/rank | CPU slowdown | alpha us | bandwidth MB/s | measured ms "
+         "| predicted ms | measured/predicted | predicted SyncBN ms | predicted grad exposed ms | "
+         "measured SyncBN ms |\n"
+      << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& row : rows) {
     const auto& m = row.measured;
     const auto& p = row.predicted;
     out << "| " << row.model << " | " << row.norm << " | " << m.ranks << " | " << m.batch_per_rank
-        << " | " << format("%.2f", row.compute_slowdown) << " | " << format("%.2f", 1e3 * m.total)
-        << " | " << format("%.2f", 1e3 * p.total) << " | " << format("%.2f", m.total / p.total)
-        << " | " << format("%.3f", 1e3 * p.syncbn_comm) << " | "
-        << format("%.3f", 1e3 * p.grad_comm_exposed) << " | "
+        << " | " << format("%.2f", row.compute_slowdown) << " | "
+        << format("%.1f", 1e6 * row.network.alpha_seconds) << " | "
+        << format("%.1f", row.network.bandwidth_bytes_per_second / 1e6) << " | "
+        << format("%.2f", 1e3 * m.total) << " | " << format("%.2f", 1e3 * p.total) << " | "
+        << format("%.2f", m.total / p.total) << " | " << format("%.3f", 1e3 * p.syncbn_comm)
+        << " | " << format("%.3f", 1e3 * p.grad_comm_exposed) << " | "
         << (m.has_phases ? format("%.3f", 1e3 * m.syncbn_comm) : std::string("n/a")) << " |\n";
   }
   return out.str();

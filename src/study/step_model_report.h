@@ -62,7 +62,10 @@ nlohmann::ordered_json compute_to_json(const ComputeProfile& compute);
 ComputeProfile compute_from_json(const nlohmann::json& json, const std::string& where);
 
 struct Calibration {
-  Network network;
+  Network network;  // fitted over every P
+  // Fitted at each measured P alone: where ranks share cores, a message step also waits for the
+  // peer to be scheduled, so alpha grows with P there.
+  std::map<int64_t, Network> network_by_ranks;
   AllreduceAlgorithm algorithm = AllreduceAlgorithm::kMpi;
   std::map<std::string, ComputeProfile> compute;  // by model name
 };
@@ -74,6 +77,7 @@ struct ValidationRow {
   MeasuredStep measured;
   StepTime predicted;
   double compute_slowdown = 1;
+  Network network;  // the one the prediction used
 };
 std::string validation_markdown(const std::vector<ValidationRow>& rows);
 
