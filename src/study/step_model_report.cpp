@@ -371,9 +371,12 @@ std::string projection_markdown(const ProjectionSpec& spec) {
     out << "\n";
 
     // The conclusion, from the same numbers.
+    const int64_t smallest = *std::min_element(spec.ranks.begin(), spec.ranks.end());
     const int64_t largest = *std::max_element(spec.ranks.begin(), spec.ranks.end());
     for (const auto& norm : spec.norms) {
       if (!parse_norm_sync(norm).sync) continue;
+      // Per batch: the first P where SyncBN's share passes the threshold, and its share at the
+      // smallest and largest P.
       conclusion << "- " << name << ", " << norm << ": SyncBN's collectives exceed "
                  << percent(spec.threshold) << " of the step";
       std::vector<std::string> parts;
@@ -382,12 +385,16 @@ std::string projection_markdown(const ProjectionSpec& spec) {
         for (const int64_t ranks : spec.ranks) {
           const StepTime t = project_one(spec, model, batch, ranks, norm);
           if (t.syncbn_comm > spec.threshold * t.total) {
-            where =
-                "from P = " + std::to_string(ranks) + " (" + percent(t.syncbn_comm / t.total) + ")";
+            where = "from P = " + std::to_string(ranks);
             break;
           }
         }
-        parts.push_back("b = " + std::to_string(batch) + ": " + where);
+        const StepTime low = project_one(spec, model, batch, smallest, norm);
+        const StepTime high = project_one(spec, model, batch, largest, norm);
+        parts.push_back(
+            "b = " + std::to_string(batch) + ": " + where + " (" +
+            percent(low.syncbn_comm / low.total) + " at P = " + std::to_string(smallest) + ", " +
+            percent(high.syncbn_comm / high.total) + " at P = " + std::to_string(largest) + ")");
       }
       for (std::size_t i = 0; i < parts.size(); ++i) conclusion << (i ? "; " : " at ") << parts[i];
       conclusion << ".\n";

@@ -23,7 +23,8 @@
 # Not a CI test (a few minutes). Environment: SYNCBN_BUILD_DIR (the built programs),
 # SYNCBN_NETEM_DELAY (25us), SYNCBN_NETEM_RATE (1gbit: slow enough that the link, not the
 # shared CPU, bounds bandwidth, so the fitted bandwidth can be checked against it), SYNCBN_NETEM_STEPS (steps per epoch of
-# step 3, 40; 3 epochs, the first dropped as warm-up). Everything it makes (namespaces, links,
+# steps 3 and 3b, 40; 3 epochs, the first dropped as warm-up), SYNCBN_NETEM_COMPUTE_STEPS (the
+# same for step 2, 10: resnet is slow on a CPU). Everything it makes (namespaces, links,
 # mounts, processes, temporary files) goes when it ends, also on failure; OUT_DIR stays.
 set -euo pipefail
 
@@ -34,6 +35,7 @@ syncbn_run=$source_dir/launch/syncbn-run
 delay=${SYNCBN_NETEM_DELAY:-25us}
 rate=${SYNCBN_NETEM_RATE:-1gbit}
 steps_per_epoch=${SYNCBN_NETEM_STEPS:-40}
+compute_steps=${SYNCBN_NETEM_COMPUTE_STEPS:-10}
 
 skip() {
   echo "SKIP: $*"
@@ -57,7 +59,8 @@ if [[ "${1:-}" != --inside ]]; then
   for program in syncbn-train syncbn-bench-allreduce syncbn-model; do
     [[ -x "$build_dir/$program" ]] || skip "$build_dir/$program not built"
   done
-  [[ "$steps_per_epoch" =~ ^[1-9][0-9]*$ ]] || fail "SYNCBN_NETEM_STEPS='$steps_per_epoch': expected a positive integer"
+  [[ "$steps_per_epoch" =~ ^[1-9][0-9]*$ && "$compute_steps" =~ ^[1-9][0-9]*$ ]] ||
+    fail "SYNCBN_NETEM_STEPS='$steps_per_epoch', SYNCBN_NETEM_COMPUTE_STEPS='$compute_steps': expected positive integers"
   mkdir -p "$out_dir"
   out_dir=$(cd "$out_dir" && pwd)
   exec timeout -k 10 1500 unshare --mount --propagation private -- bash "${BASH_SOURCE[0]}" --inside "$out_dir"
@@ -212,7 +215,7 @@ compute_flags=()
 for model in cnn resnet; do
   for batch in 4 16 32; do
     metrics=$out_dir/compute_${model}_b$batch.jsonl
-    train "$model" bn 1 "$batch" "$steps_per_epoch" "$metrics"
+    train "$model" bn 1 "$batch" "$compute_steps" "$metrics"
     compute_flags+=(--compute "$model=$metrics")
   done
   log "single-rank compute of $model at batch 4, 16, 32"

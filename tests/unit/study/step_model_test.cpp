@@ -217,7 +217,7 @@ TEST(StepModelTest, ProjectionOfATinyConfigHasItsRowsAndConclusion) {
   EXPECT_NE(text.find("| 2 | 64 |"), std::string::npos) << text;
   EXPECT_NE(text.find("2 BatchNorm layers"), std::string::npos) << text;
   EXPECT_NE(text.find("cnn, syncbn: SyncBN's collectives exceed 10.0% of the step at b = 2: "
-                      "from P = 8"),
+                      "from P = 8 ("),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("cnn at P = 64, b = 2:"), std::string::npos) << text;
