@@ -20,12 +20,16 @@
 # measured_vs_predicted_cores_model.md models the sharing instead (compute max(1, P/N) times
 # slower on N cores), measured_vs_predicted_global_network.md uses one network for all P.
 #
-# Not a CI test (a few minutes). Environment: SYNCBN_BUILD_DIR (the built programs),
-# SYNCBN_NETEM_DELAY (25us), SYNCBN_NETEM_RATE (1gbit: slow enough that the link, not the
-# shared CPU, bounds bandwidth, so the fitted bandwidth can be checked against it), SYNCBN_NETEM_STEPS (steps per epoch of
-# steps 3 and 3b, 40; 3 epochs, the first dropped as warm-up), SYNCBN_NETEM_COMPUTE_STEPS (the
-# same for step 2, 10: resnet is slow on a CPU). Everything it makes (namespaces, links,
-# mounts, processes, temporary files) goes when it ends, also on failure; OUT_DIR stays.
+# Not a CI test (about 5 minutes). Environment:
+#   SYNCBN_BUILD_DIR             the built programs (default build/)
+#   SYNCBN_NETEM_DELAY           one-way delay added by netem (25us)
+#   SYNCBN_NETEM_RATE            link rate (1gbit: slow enough that the link, not the shared CPU,
+#                                bounds bandwidth, so the fitted bandwidth can be checked)
+#   SYNCBN_NETEM_STEPS           steps per epoch in steps 3 and 3b (40; 3 epochs, the first
+#                                dropped as warm-up)
+#   SYNCBN_NETEM_COMPUTE_STEPS   the same for step 2 (10: resnet is slow on a CPU)
+# Everything it makes (namespaces, links, mounts, processes, temporary files) goes when it ends,
+# also on failure; OUT_DIR stays.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
