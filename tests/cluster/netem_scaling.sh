@@ -13,6 +13,8 @@
 # 3. syncbn-train cnn (synthetic data of Fashion-MNIST's shape, 1x28x28, 10 classes), batch 16
 #    per rank, bn and syncbn, at P = 1, 2, 4, 8, with --metrics.
 #    And P independent single-rank runs at once (no communication): compute per rank at P.
+#    Steps 1, 3 and 3b run P by P (after 2), so that a P's measurements see the same machine
+#    load, which other users of a shared machine change from minute to minute.
 # 4. syncbn-model calibrate / predict / project: OUT_DIR/calibration.json, the measured-vs-
 #    predicted tables OUT_DIR/measured_vs_predicted*.md and OUT_DIR/projection_cpu.md.
 # All ranks share this machine's cores (and whatever else runs on it): the main table takes
@@ -193,15 +195,6 @@ run_np() {
     --mca plm_rsh_agent "$state/agent" --mca mpi_yield_when_idle 1 -- "$@"
 }
 
-# ---- 1. allreduce against size ------------------------------------------------------------------
-: >"$out_dir/allreduce.txt"
-for p in 2 4 8; do
-  run_np "$p" 300 "$build_dir/syncbn-bench-allreduce" --max-bytes 4194304 --iterations 10 \
-    >"$state/bench" 2>&1 || fail "allreduce bench at P = $p: $(tail -n 20 "$state/bench")"
-  cat "$state/bench" >>"$out_dir/allreduce.txt"
-  log "allreduce bench at P = $p: $(grep -c '"bench":"allreduce"' "$state/bench") sizes"
-done
-
 # train MODEL NORM P BATCH STEPS_PER_EPOCH METRICS: 3 epochs of synthetic data of Fashion-MNIST's
 # shape, sized to STEPS_PER_EPOCH steps per epoch at P ranks of BATCH.
 train() {
@@ -212,6 +205,26 @@ train() {
     --batch-size "$batch" --epochs 3 --threads 1 --seed 1 --no-progress --metrics "$metrics" \
     >"$state/train" 2>&1 || fail "$model $norm at P = $ranks, batch $batch: $(tail -n 20 "$state/train")"
   [[ -s "$metrics" ]] || fail "$model $norm at P = $ranks wrote no metrics"
+}
+
+# concurrent P: P independent single-rank cnn runs at once, one per host, no communication: what
+# one rank computes per step while P ranks share the cores.
+concurrent_flags=()
+concurrent() {
+  local ranks=$1 i metrics pids=()
+  for ((i = 1; i <= ranks; ++i)); do
+    metrics=$out_dir/concurrent_cnn_np${ranks}_$i.jsonl
+    rm -f "$metrics"
+    timeout -k 5 600 nsenter --net="/run/netns/$(host_name "$i")" --uts="$state/uts/h$i" -- \
+      "$build_dir/syncbn-train" --model cnn --norm bn --dataset synthetic --synthetic-shape 1,28,28 \
+      --synthetic-classes 10 --synthetic-samples $((steps_per_epoch * 16)) --batch-size 16 \
+      --epochs 3 --threads 1 --seed 1 --no-progress --metrics "$metrics" >"$state/concurrent.$i" 2>&1 &
+    pids+=("$!")
+    concurrent_flags+=(--concurrent "$ranks=$metrics")
+  done
+  for ((i = 1; i <= ranks; ++i)); do
+    wait "${pids[i - 1]}" || fail "concurrent single-rank run $i of $ranks: $(tail -n 20 "$state/concurrent.$i")"
+  done
 }
 
 # ---- 2. compute at one rank ---------------------------------------------------------------------
@@ -225,36 +238,24 @@ for model in cnn resnet; do
   log "single-rank compute of $model at batch 4, 16, 32"
 done
 
-# ---- 3. training at P ranks ---------------------------------------------------------------------
+# ---- 1, 3, 3b at each P, one after the other, so that each sees the same load on the machine ----
+: >"$out_dir/allreduce.txt"
 run_flags=()
-for norm in bn syncbn; do
-  for p in 1 2 4 8; do
+for p in 1 2 4 8; do
+  if ((p > 1)); then
+    run_np "$p" 300 "$build_dir/syncbn-bench-allreduce" --max-bytes 4194304 --iterations 10 \
+      >"$state/bench" 2>&1 || fail "allreduce bench at P = $p: $(tail -n 20 "$state/bench")"
+    cat "$state/bench" >>"$out_dir/allreduce.txt"
+    log "allreduce bench at P = $p: $(grep -c '"bench":"allreduce"' "$state/bench") sizes"
+  fi
+  concurrent "$p"
+  log "$p concurrent single-rank cnn runs"
+  for norm in bn syncbn; do
     metrics=$out_dir/train_cnn_${norm}_np$p.jsonl
     train cnn "$norm" "$p" 16 "$steps_per_epoch" "$metrics"
     run_flags+=(--run "$norm=$metrics")
     log "cnn $norm at P = $p: $(tail -n 1 "$metrics" | grep -o '"seconds":[0-9.e-]*')"
   done
-done
-
-# ---- 3b. compute at P: P independent single-rank runs at once, one per host ----------------------
-# What one rank computes per step while P ranks share the cores, without any communication.
-concurrent_flags=()
-for p in 1 2 4 8; do
-  pids=()
-  for ((i = 1; i <= p; ++i)); do
-    metrics=$out_dir/concurrent_cnn_np${p}_$i.jsonl
-    rm -f "$metrics"
-    timeout -k 5 600 nsenter --net="/run/netns/$(host_name "$i")" --uts="$state/uts/h$i" -- \
-      "$build_dir/syncbn-train" --model cnn --norm bn --dataset synthetic --synthetic-shape 1,28,28 \
-      --synthetic-classes 10 --synthetic-samples $((steps_per_epoch * 16)) --batch-size 16 \
-      --epochs 3 --threads 1 --seed 1 --no-progress --metrics "$metrics" >"$state/concurrent.$i" 2>&1 &
-    pids+=("$!")
-    concurrent_flags+=(--concurrent "$p=$metrics")
-  done
-  for ((i = 1; i <= p; ++i)); do
-    wait "${pids[i - 1]}" || fail "concurrent single-rank run $i of $p: $(tail -n 20 "$state/concurrent.$i")"
-  done
-  log "$p concurrent single-rank cnn runs"
 done
 
 # ---- 4. the model -------------------------------------------------------------------------------
