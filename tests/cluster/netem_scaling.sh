@@ -43,14 +43,8 @@ rate=${SYNCBN_NETEM_RATE:-1gbit}
 steps_per_epoch=${SYNCBN_NETEM_STEPS:-40}
 compute_steps=${SYNCBN_NETEM_COMPUTE_STEPS:-10}
 
-skip() {
-  echo "SKIP: $*"
-  exit 77
-}
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
+# shellcheck source=tests/cluster/netns_hosts.sh
+source "$here/netns_hosts.sh"   # skip, fail and the hosts
 log() {
   printf '[netem %4ss] %s\n' "$SECONDS" "$*"
 }
@@ -77,8 +71,6 @@ out_dir=$2
 tag=sbq$$                      # unique per run: namespace names and hostnames
 hosts=(1 2 3 4 5 6 7 8)
 state=$(mktemp -d /tmp/syncbn-netem.XXXXXX)
-# shellcheck source=tests/cluster/netns_hosts.sh
-source "$here/netns_hosts.sh"
 netns_hosts_traps
 
 # The hosts; netem (or tbf) on each host's eth0 (egress): a message between two hosts crosses one

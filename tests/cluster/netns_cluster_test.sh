@@ -19,14 +19,8 @@ source_dir=${SYNCBN_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
 build_dir=${SYNCBN_BUILD_DIR:-$source_dir/build}
 syncbn_run=$source_dir/launch/syncbn-run
 
-skip() {
-  echo "SKIP: $*"
-  exit 77
-}
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
+# shellcheck source=tests/cluster/netns_hosts.sh
+source "$here/netns_hosts.sh"   # skip, fail and the hosts
 log() {
   printf '[netns %3ss] %s\n' "$SECONDS" "$*"
 }
@@ -47,8 +41,6 @@ fi
 tag=sbn$$                      # unique per run: namespace names and hostnames
 hosts=(1 2 3)
 state=$(mktemp -d /tmp/syncbn-netns.XXXXXX)
-# shellcheck source=tests/cluster/netns_hosts.sh
-source "$here/netns_hosts.sh"
 netns_hosts_traps
 
 netns_hosts_up "${hosts[@]}"

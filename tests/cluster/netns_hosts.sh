@@ -7,13 +7,23 @@
 # do not collide); names resolve through a private /etc/hosts, and mpirun reaches the hosts
 # through netns_rsh_agent.sh, which reads the host map written here.
 #
-# The sourcing script runs in a private mount namespace (unshare --mount --propagation private),
-# defines skip MESSAGE (exit 77) and sets
+# The sourcing script makes the hosts in a private mount namespace (unshare --mount
+# --propagation private), after setting
 #   tag    unique per run: the names of the namespaces and hostnames ($tag-hI, $tag-sw)
 #   state  its own mktemp -d folder
 # then calls netns_hosts_traps (before anything is made) and netns_hosts_up I.... It gets
 # host_name, in_host, may, $state/agent (the rsh agent) and SYNCBN_NETNS_HOSTS (its host map).
 netns_made=()
+
+# skip REASON: exit 77, the status ctest reads as skipped; fail REASON: exit 1.
+skip() {
+  echo "SKIP: $*"
+  exit 77
+}
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
 
 # Host I is called $tag-hI: its hostname and the name of its network namespace.
 host_name() { printf '%s-h%s' "$tag" "$1"; }
