@@ -13,7 +13,8 @@
 //       measured against predicted step time, one row per run (runs of syncbn-train
 //       --metrics, or the ok rows of a syncbn-study results.jsonl), with the CPU sharing of
 //       ranks on N cores modelled as a slowdown of compute by max(1, P T / N), or measured:
-//       single-rank runs made P at a time (--concurrent) give compute at P.
+//       single-rank runs made P at a time (--concurrent) give compute at P. A run whose metrics
+//       have per-phase times ("time": {...}) brings its own compute at P.
 //   syncbn-model project [--calibration calibration.json] [--compute MODEL=FIXED_MS,PER_SAMPLE_MS]
 //                        [--alpha-us 8] [--bandwidth-gbs 25] [--algorithm nccl]
 //                        [--ranks 8,16,...,512] [--batches 2,4,8,16,32]
@@ -279,6 +280,12 @@ int predict(int argc, char** argv) {
     input.network = row.network;
     input.algorithm = calibration.algorithm;
     input.compute_slowdown = row.compute_slowdown;
+    if (m.has_phases) {
+      // The run measured its own compute at P: only the communication is modelled.
+      row.compute_from_run = true;
+      input.compute = compute_of_run(m);
+      input.compute_slowdown = 1;
+    }
     row.predicted = predict_step(input);
     table.push_back(row);
   }

@@ -186,6 +186,16 @@ std::vector<std::pair<std::string, MeasuredStep>> measured_from_results(std::ist
   return runs;
 }
 
+ComputeProfile compute_of_run(const MeasuredStep& run) {
+  SYNCBN_CHECK(run.has_phases, "a run without per-phase times has no compute of its own");
+  ComputeProfile profile;
+  profile.data.fixed = run.data + run.other;
+  profile.forward.fixed = std::max(0.0, run.forward - run.syncbn_comm / 2);
+  profile.backward.fixed = std::max(0.0, run.backward - run.syncbn_comm / 2);
+  profile.optimizer.fixed = run.optimizer;
+  return profile;
+}
+
 ComputeProfile fit_compute(const std::vector<MeasuredStep>& single_rank_runs) {
   SYNCBN_CHECK(!single_rank_runs.empty(), "no single-rank runs to fit compute to");
   bool phases = true;
@@ -203,10 +213,10 @@ ComputeProfile fit_compute(const std::vector<MeasuredStep>& single_rank_runs) {
   };
   if (!phases) return profile_from_total(fit([](const MeasuredStep& r) { return r.total; }));
   ComputeProfile profile;
-  profile.data = fit([](const MeasuredStep& r) { return r.data + r.other; });
-  profile.forward = fit([](const MeasuredStep& r) { return r.forward - r.syncbn_comm / 2; });
-  profile.backward = fit([](const MeasuredStep& r) { return r.backward - r.syncbn_comm / 2; });
-  profile.optimizer = fit([](const MeasuredStep& r) { return r.optimizer; });
+  profile.data = fit([](const MeasuredStep& r) { return compute_of_run(r).data.fixed; });
+  profile.forward = fit([](const MeasuredStep& r) { return compute_of_run(r).forward.fixed; });
+  profile.backward = fit([](const MeasuredStep& r) { return compute_of_run(r).backward.fixed; });
+  profile.optimizer = fit([](const MeasuredStep& r) { return compute_of_run(r).optimizer.fixed; });
   return profile;
 }
 
@@ -284,8 +294,9 @@ std::string validation_markdown(const std::vector<ValidationRow>& rows) {
     const auto& m = row.measured;
     const auto& p = row.predicted;
     out << "| " << row.model << " | " << row.norm << " | " << m.ranks << " | " << m.batch_per_rank
-        << " | " << format("%.2f", row.compute_slowdown) << " | "
-        << format("%.1f", 1e6 * row.network.alpha_seconds) << " | "
+        << " | "
+        << (row.compute_from_run ? std::string("run's own") : format("%.2f", row.compute_slowdown))
+        << " | " << format("%.1f", 1e6 * row.network.alpha_seconds) << " | "
         << format("%.1f", row.network.bandwidth_bytes_per_second / 1e6) << " | "
         << format("%.2f", 1e3 * m.total) << " | " << format("%.2f", 1e3 * p.total) << " | "
         << format("%.2f", m.total / p.total) << " | " << format("%.3f", 1e3 * p.syncbn_comm)

@@ -53,6 +53,11 @@ std::vector<std::pair<std::string, MeasuredStep>> measured_from_results(std::ist
                                                                         const std::string& name,
                                                                         const std::string& model);
 
+// The compute of one run that has phases, as fixed times (per_sample 0): forward and backward
+// less half of syncbn_comm each (they contain it), "other" into data. At P ranks this is compute
+// measured where it happened, CPU sharing and all.
+ComputeProfile compute_of_run(const MeasuredStep& run);
+
 // Compute of one model fitted over single-rank runs at several batches: per phase when every
 // run has phases (forward and backward less their share of syncbn_comm, "other" into data),
 // else from the total step time (profile_from_total).
@@ -77,7 +82,8 @@ struct ValidationRow {
   MeasuredStep measured;
   StepTime predicted;
   double compute_slowdown = 1;
-  Network network;  // the one the prediction used
+  bool compute_from_run = false;  // the run's own phases, not the calibration's fit
+  Network network;                // the one the prediction used
 };
 std::string validation_markdown(const std::vector<ValidationRow>& rows);
 

@@ -119,7 +119,8 @@ train() {
 }
 
 # concurrent P: P independent single-rank cnn runs at once, one per host, no communication: what
-# one rank computes per step while P ranks share the cores.
+# one rank computes per step while P ranks share the cores. Epochs 4 times longer than training's,
+# so that the runs overlap for most of their time although they start up at different speeds.
 concurrent_flags=()
 concurrent() {
   local ranks=$1 i metrics pids=()
@@ -128,7 +129,7 @@ concurrent() {
     rm -f "$metrics"
     timeout -k 5 600 nsenter --net="/run/netns/$(host_name "$i")" --uts="$state/uts/h$i" -- \
       "$build_dir/syncbn-train" --model cnn --norm bn --dataset synthetic --synthetic-shape 1,28,28 \
-      --synthetic-classes 10 --synthetic-samples $((steps_per_epoch * 16)) --batch-size 16 \
+      --synthetic-classes 10 --synthetic-samples $((4 * steps_per_epoch * 16)) --batch-size 16 \
       --epochs 3 --threads 1 --seed 1 --no-progress --metrics "$metrics" >"$state/concurrent.$i" 2>&1 &
     pids+=("$!")
     concurrent_flags+=(--concurrent "$ranks=$metrics")

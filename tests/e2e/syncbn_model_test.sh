@@ -60,6 +60,12 @@ printf '{"step":10,"seconds":0.3,"world_size":2,"batch_size":16}\n' >"$tmp/run.j
 check "predict runs: $(cat "$tmp/err")" $?
 grep -q '^| cnn | syncbn | 2 | 16 | 1.00 | ' "$tmp/table.md"
 check "predict writes the run's row: $(tail -n 1 "$tmp/table.md")" $?
+# A run with per-phase times brings its own compute: 20 ms of compute, 1 ms of it SyncBN's.
+printf '%s\n' '{"step":10,"seconds":0.3,"world_size":2,"batch_size":16,"time":{"data":0.02,"forward":0.05,"backward":0.135,"syncbn_comm":0.01,"grad_comm_exposed":0.05,"optimizer":0.005,"other":0.04}}' >"$tmp/phases.jsonl"
+"$model" predict --calibration "$tmp/calibration.json" --model cnn --run "syncbn=$tmp/phases.jsonl" \
+  --out "$tmp/phases.md" 2>"$tmp/err"
+grep -q "^| cnn | syncbn | 2 | 16 | run's own | .* | 1.000 |$" "$tmp/phases.md"
+check "a run with phases uses its own compute and shows its SyncBN time: $(tail -n 1 "$tmp/phases.md") $(cat "$tmp/err")" $?
 
 "$model" project --compute cnn=0.5,0.01 --models cnn --ranks 8,64 --batches 2,32 \
   --out "$tmp/projection.md" 2>"$tmp/err"

@@ -169,6 +169,8 @@ TEST(StepModelTest, MetricsGiveStepTimeWithoutTheWarmUpEpoch) {
   EXPECT_NEAR(new_run.backward, 0.2, 1e-12);
   const ComputeProfile compute = fit_compute({new_run});
   EXPECT_NEAR(compute.optimizer.at(8), 0.1, 1e-12);
+  EXPECT_NEAR(compute_of_run(new_run).backward.fixed, 0.2, 1e-12);
+  EXPECT_THROW(compute_of_run(old_run), Error);
 
   std::istringstream empty("not json\n");
   EXPECT_THROW(measured_from_metrics(empty, "empty"), Error);
