@@ -19,14 +19,8 @@ source_dir=${SYNCBN_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
 build_dir=${SYNCBN_BUILD_DIR:-$source_dir/build}
 syncbn_run=$source_dir/launch/syncbn-run
 
-skip() {
-  echo "SKIP: $*"
-  exit 77
-}
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
+# shellcheck source=tests/cluster/netns_hosts.sh
+source "$here/netns_hosts.sh"   # skip, fail and the hosts
 log() {
   printf '[netns %3ss] %s\n' "$SECONDS" "$*"
 }
@@ -47,103 +41,11 @@ fi
 tag=sbn$$                      # unique per run: namespace names and hostnames
 hosts=(1 2 3)
 state=$(mktemp -d /tmp/syncbn-netns.XXXXXX)
-netns_made=()
+netns_hosts_traps
 
-cleanup() {
-  local status=$? ns pids
-  trap - EXIT INT TERM
-  for ns in "${netns_made[@]}"; do
-    # Every process in our namespaces was started by this test (orted, ranks, agents).
-    pids=$(ip netns pids "$ns" 2>/dev/null || true)
-    # shellcheck disable=SC2086
-    [[ -n "$pids" ]] && kill -TERM $pids 2>/dev/null || true
-  done
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
-    pids=""
-    for ns in "${netns_made[@]}"; do
-      pids+=$(ip netns pids "$ns" 2>/dev/null || true)
-    done
-    [[ -z "$pids" ]] && break
-    sleep 0.2
-  done
-  for ns in "${netns_made[@]}"; do
-    pids=$(ip netns pids "$ns" 2>/dev/null || true)
-    # shellcheck disable=SC2086
-    [[ -n "$pids" ]] && kill -KILL $pids 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true   # its veth ends and the bridge go with it
-  done
-  rm -rf /tmp/ompi."$tag"-h* /dev/shm/*."$tag"-h*.*   # Open MPI's, if a rank was killed
-  umount /etc/hosts 2>/dev/null || true
-  umount -R "$state/uts" 2>/dev/null || true
-  rm -rf "$state"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Host I is called $tag-hI: its hostname and the name of its network namespace.
-host_name() { printf '%s-h%s' "$tag" "$1"; }
-switch=$tag-sw
-
-# in_host I SECONDS COMMAND...: runs COMMAND on host I (its net + UTS namespaces), bounded.
-# In the background with wait, so that a signal to this script is handled at once (bash runs
-# traps only after a foreground command ends).
-in_host() {
-  local i=$1 limit=$2
-  shift 2
-  timeout -k 5 "$limit" nsenter --net="/run/netns/$(host_name "$i")" --uts="$state/uts/h$i" -- "$@" &
-  wait "$!"
-}
-
-# may COMMAND...: a setup step that the machine may not permit (no CAP_NET_ADMIN, no veth or
-# bridge module, no tmpfs): its failure skips the test with the reason.
-may() {
-  "$@" 2>"$state/err" || skip "not permitted here: $*: $(cat "$state/err")"
-}
-
-# Network: a bridge in its own namespace (the switch), one veth pair per host. Nothing of this
-# appears in the machine's own network namespace.
-may ip netns add "$switch"
-netns_made+=("$switch")
-may ip -n "$switch" link add br0 type bridge
-may ip -n "$switch" link set br0 up
-for i in "${hosts[@]}"; do
-  ns=$(host_name "$i")
-  may ip netns add "$ns"
-  netns_made+=("$ns")
-  may ip link add eth0 netns "$ns" type veth peer name "port$i" netns "$switch"
-  may ip -n "$switch" link set "port$i" master br0 up
-  may ip -n "$ns" addr add "10.77.0.$i/24" dev eth0
-  may ip -n "$ns" link set eth0 up
-  may ip -n "$ns" link set lo up
-done
-
-# Hostnames: one persistent UTS namespace per host, kept as a bind mount on a private tmpfs.
-mkdir -p "$state/uts"
-may mount -t tmpfs -o size=1m tmpfs "$state/uts"
-for i in "${hosts[@]}"; do
-  touch "$state/uts/h$i"
-  may unshare --uts="$state/uts/h$i" hostname "$(host_name "$i")"
-done
-
-# Name resolution: this mount namespace's own /etc/hosts.
-{
-  echo "127.0.0.1 localhost"
-  for i in "${hosts[@]}"; do
-    echo "10.77.0.$i $(host_name "$i")"
-  done
-} >"$state/hosts"
-may mount --bind "$state/hosts" /etc/hosts
-
-# The rsh agent and its host map; the hostfile.
-install -m 755 "$here/netns_rsh_agent.sh" "$state/agent"
-export SYNCBN_NETNS_HOSTS=$state/hosts.map
-: >"$SYNCBN_NETNS_HOSTS"
+netns_hosts_up "${hosts[@]}"
 : >"$state/hostfile"
 for i in "${hosts[@]}"; do
-  printf '%s %s %s\n' "$(host_name "$i")" "$(host_name "$i")" "$state/uts/h$i" >>"$SYNCBN_NETNS_HOSTS"
-  printf '10.77.0.%s %s %s\n' "$i" "$(host_name "$i")" "$state/uts/h$i" >>"$SYNCBN_NETNS_HOSTS"
   printf '%s slots=2\n' "$(host_name "$i")" >>"$state/hostfile"
 done
 log "3 hosts up: $(tr '\n' ' ' <"$state/hostfile")"
