@@ -17,10 +17,8 @@ data=${SYNCBN_DATA_DIR:-/usr/share/datasets/fashion-mnist}
 source "$(dirname "${BASH_SOURCE[0]}")/mpirun.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-check() {  # check NAME CONDITION-EXIT-CODE
-  if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAIL: $1"; fi
-}
+# shellcheck source=tests/e2e/check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 # json_check FILE PYTHON-EXPRESSION: every line of FILE parses as strict JSON (no NaN literals)
 # and the expression over `rows` (the parsed lines) is true.
 json_check() {
@@ -102,5 +100,4 @@ for bad in "--dropout 1.5|--dropout must be a finite number in [0, 0.99]" \
   check "${bad%%|*}: clear error" $?
 done
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

@@ -34,10 +34,8 @@ if [[ $status -ne 0 ]] &&
   echo "skip: $reason"
   exit 77
 fi
-passed=0 failed=0
-check() {  # check NAME STATUS
-  if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAIL: $1"; fi
-}
+# shellcheck source=tests/e2e/check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 check "1-rank bn training on the GPU runs" $status
 [[ $status -eq 0 ]] || tail -20 "$tmp/bn1.log"
 
@@ -51,5 +49,4 @@ grep -m1 "^device:" "$tmp/sync2.log"
 "$compare" "$tmp/sync2.safetensors" "$tmp/bn1.safetensors" --rtol 1e-4
 check "2 x 16 syncbn (NCCL) == 1 x 32 bn within 1e-4" $?
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

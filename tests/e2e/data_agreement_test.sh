@@ -16,10 +16,8 @@ command -v python3 >/dev/null || { echo "skip: no python3"; exit 77; }
 source "$(dirname "${BASH_SOURCE[0]}")/mpirun.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-check() {  # check NAME CONDITION-EXIT-CODE
-  if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAIL: $1"; fi
-}
+# shellcheck source=tests/e2e/check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 
 # make_set DIR TRAIN-SAMPLES ALTER: gzip IDX files (magic 0x00000803 / 0x00000801, big-endian
 # sizes, then bytes) of 8x8 images from a fixed generator; ALTER=1 changes one pixel of the
@@ -77,5 +75,4 @@ status=$?
 check "an altered copy of the same size on rank 1 fails at start naming the content ($(( $(date +%s) - start )) s)" $status
 grep -m1 "differs" "$tmp/altered.log"
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

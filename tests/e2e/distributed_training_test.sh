@@ -25,10 +25,8 @@ data=${SYNCBN_DATA_DIR:-/usr/share/datasets/fashion-mnist}
 source "$(dirname "${BASH_SOURCE[0]}")/mpirun.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-check() {  # check NAME CONDITION-EXIT-CODE
-  if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAIL: $1"; fi
-}
+# shellcheck source=tests/e2e/check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 common=(--model cnn --steps 50 --seed 3 --lr 0.0005 --threads 1 --no-progress --data-dir "$data")
 
 timeout 300 "${mpirun_cmd[@]}" -np 4 "$train" "${common[@]}" --norm syncbn --batch-size 8 \
@@ -67,5 +65,4 @@ code=$?
 status=$?
 check "an error on rank 1 ends the job with 'rank 1: ...' ($(( $(date +%s) - start )) s)" $status
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

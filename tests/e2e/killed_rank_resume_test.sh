@@ -23,10 +23,8 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-passed=0 failed=0
-check() {  # check NAME CONDITION-EXIT-CODE
-  if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAIL: $1"; fi
-}
+# shellcheck source=tests/e2e/check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 seconds_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
 export OMP_NUM_THREADS=1
 command=("${mpirun_cmd[@]}" -np 2 "$train" --model mlp --norm syncbn --dataset synthetic
@@ -93,5 +91,4 @@ kill_and_resume() {
 kill_and_resume 1
 kill_and_resume 0
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

@@ -21,10 +21,8 @@ command -v mpirun >/dev/null || { echo "skip: no mpirun"; exit 77; }
 source "$(dirname "${BASH_SOURCE[0]}")/mpirun.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-check() {  # check NAME CONDITION-EXIT-CODE
-  if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAIL: $1"; fi
-}
+# shellcheck source=tests/e2e/check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 export OMP_NUM_THREADS=1
 common=(--model mlp --norm syncbn --dataset synthetic --synthetic-samples 512 --epochs 3
         --seed 5 --threads 1 --no-progress)
@@ -88,5 +86,4 @@ check "global batch 16 continues at sample 192, step 2 x 32 - 20 = 44" $?
 tail -1 "$tmp/resume_b16.jsonl" | grep -q '"epoch":3,"step":96,'
 check "and ends at step 3 x 32 = 96" $?
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

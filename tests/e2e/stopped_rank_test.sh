@@ -23,10 +23,8 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-passed=0 failed=0
-check() {  # check NAME CONDITION-EXIT-CODE
-  if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAIL: $1"; fi
-}
+# shellcheck source=tests/e2e/check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 
 SYNCBN_COMM_TIMEOUT=3 OMP_NUM_THREADS=1 timeout 120 "${mpirun_cmd[@]}" -np 2 "$train" \
   --dataset synthetic --model mlp --norm syncbn --steps 100000000 --epochs 1000000 --threads 1 \
@@ -64,5 +62,4 @@ grep -qE "^rank 0: MPI [a-z]+ .*did not complete within 3 s at training step [0-
 check "rank 0 names the stuck MPI collective, the timeout and the step" $?
 grep -m1 "did not complete" "$tmp/job.log"
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

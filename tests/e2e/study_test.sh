@@ -14,10 +14,8 @@ study=$build/syncbn-study
 [[ -x $study ]] || { echo "FAIL: no $study"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-check() {  # check NAME CONDITION-EXIT-CODE
-  if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAIL: $1"; fi
-}
+# shellcheck source=tests/e2e/check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 rows() { grep -c . "$1/results.jsonl"; }
 export OMP_NUM_THREADS=1
 
@@ -170,5 +168,4 @@ for spec in "$source_dir"/examples/studies/*.cfg; do
   check "the example spec $(basename "$spec") is valid (--dry-run)" $?
 done
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

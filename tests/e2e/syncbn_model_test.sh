@@ -10,10 +10,8 @@ model=$build/syncbn-model
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-check() {  # check NAME CONDITION-EXIT-CODE
-  if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAIL: $1"; fi
-}
+# shellcheck source=tests/e2e/check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 # fails_with NAME TEXT COMMAND...: COMMAND exits non-zero and says TEXT on stderr.
 fails_with() {
   local name=$1 text=$2
@@ -85,5 +83,4 @@ fails_with "no bench rows" "no {\"bench\": \"allreduce\"" "$model" calibrate --a
 fails_with "model without compute" "no compute calibrated for model 'resnet'" \
   "$model" predict --calibration "$tmp/calibration.json" --model resnet --run "bn=$tmp/run.jsonl"
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

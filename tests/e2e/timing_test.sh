@@ -19,10 +19,8 @@ command -v python3 >/dev/null || { echo "skip: python3 not installed"; exit 77; 
 source "$here/mpirun.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-check() {  # check NAME CONDITION-EXIT-CODE
-  if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAIL: $1"; fi
-}
+# shellcheck source=tests/e2e/check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 # 2 ranks x 32 of 2048 samples: 32 steps per epoch. Not fewer: the phases are the mean of the
 # ranks' epochs and `seconds` rank 0's, which can start its epoch a context switch apart.
 mlp=(--model mlp --dataset synthetic --synthetic-shape "1,8,8" --synthetic-samples 2048
@@ -121,5 +119,4 @@ code=$?
 [[ $code -ne 0 && $code -ne 124 ]] && grep -q -- "--timeline /nonexistent-dir/trace.json" "$tmp/bad3.log"
 check "an unwritable --timeline fails before training" $?
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish
