@@ -17,6 +17,11 @@ std::string Dropout::describe() const {
   return out.str();
 }
 
+void Dropout::skip_masks(int64_t forwards) {
+  if (p_ == 0.0f || p_ == 1.0f) return;  // these draw nothing (forward_impl)
+  for (int64_t i = 0; i < forwards; ++i) generator_.next_u64();
+}
+
 Tensor Dropout::forward_impl(const Tensor& x) {
   input_shape_ = x.shape();
   if (!is_training() || p_ == 0.0f) {

@@ -24,6 +24,7 @@
 #include "syncbn/distributed/data_parallel.h"
 #include "syncbn/distributed/nccl_communicator.h"
 #include "syncbn/error.h"
+#include "syncbn/nn/dropout.h"
 #include "syncbn/nn/init.h"
 #include "syncbn/nn/loss.h"
 #include "syncbn/optim/lr_schedule.h"
@@ -89,6 +90,12 @@ std::shared_ptr<dist::Communicator> sync_group(const TrainConfig& c,
   SYNCBN_CHECK(comm->size() % k == 0, "--sync-group-size ", k,
                " does not divide the number of ranks ", comm->size());
   return comm->split(static_cast<int>(comm->rank() / k), comm->rank());
+}
+
+// Every Dropout of `module` skips the mask seeds of `steps` training forwards (one per step).
+void skip_dropout_masks(nn::Module& module, int64_t steps) {
+  if (auto* dropout = dynamic_cast<nn::Dropout*>(&module)) dropout->skip_masks(steps);
+  for (const auto& [name, child] : module.children()) skip_dropout_masks(*child, steps);
 }
 
 struct EvalResult {
@@ -393,6 +400,9 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   Checkpointer checkpoints(config, *world, settings, global_batch);
   const StartPoint start_point =
       resume_training(config, *world, settings, *model, optimizer, loader.sampler());
+  // Dropout's masks come from a stream that each training forward advances: a resumed run
+  // continues the stream where the checkpointed run left it.
+  skip_dropout_masks(*model, start_point.position.step);
 
   StepTimer timer(config, *world, {world.get(), comm.get(), model_options.sync_group().get()},
                   *model);

@@ -64,6 +64,18 @@ full_loss=$(grep -o "epoch 2/3  step 32  train loss [0-9.]*" "$tmp/full2.log")
 [[ -n $full_loss ]] && grep -qF "$full_loss" "$tmp/resume2.log"
 check "epoch 2's train loss after the resume is the uninterrupted run's ($full_loss)" $?
 
+# 1b. With Dropout, whose mask stream each step advances: still bitwise.
+run 2 "$tmp/drop_full.log" --batch-size 16 --dropout 0.2 --save "$tmp/drop_full.safetensors"
+check "uninterrupted 2-rank run with --dropout 0.2" $?
+run 2 "$tmp/drop_part.log" --batch-size 16 --dropout 0.2 --steps 22 --checkpoint-dir "$tmp/ckd" \
+  --checkpoint-every 5
+check "2-rank run with dropout stopped at step 22" $?
+run 2 "$tmp/drop_resume.log" --batch-size 16 --dropout 0.2 --resume "$tmp/ckd" \
+  --save "$tmp/drop_resume.safetensors"
+check "2-rank run with dropout resumed" $?
+"$compare" "$tmp/drop_resume.safetensors" "$tmp/drop_full.safetensors" --rtol 0 --atol 0
+check "resumed weights with dropout are bitwise equal to the uninterrupted run's" $?
+
 # 2. 4 ranks x 8 -> 2 ranks x 16: the same global batch, sums in another order.
 run 4 "$tmp/full4.log" --batch-size 8 --save "$tmp/full4.safetensors"
 check "uninterrupted 4-rank run" $?

@@ -18,6 +18,9 @@ class Dropout : public Module {
   std::string type_name() const override { return "Dropout"; }
   std::string describe() const override;  // "p=0.5, inplace=False"
   float p() const { return p_; }
+  // Advances the mask stream past `forwards` training forwards (each draws one mask seed when
+  // 0 < p < 1), as a run resumed at step S does with S: its masks are then an uninterrupted run's.
+  void skip_masks(int64_t forwards);
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
