@@ -44,6 +44,7 @@ const std::vector<std::string> kLeadingColumns = {"cell",
                                                   "mode",
                                                   "lr",
                                                   "model",
+                                                  "sweep",
                                                   "final_test_accuracy",
                                                   "best_test_accuracy",
                                                   "final_test_loss",
@@ -73,6 +74,14 @@ void write_file(const fs::path& path, const std::string& text) {
 
 }  // namespace
 
+std::string sweep_text(const json& row) {
+  std::string text;
+  if (!row.contains("sweep") || !row["sweep"].is_object()) return text;
+  for (const auto& [key, value] : row["sweep"].items())
+    text += (text.empty() ? "" : " ") + key + "=" + field_text(value);
+  return text;
+}
+
 json summarize_metrics(std::istream& lines, const std::string& name) {
   json last = nullptr, best = nullptr;
   int64_t epochs = 0, previous_step = 0, timed_steps = 0;
@@ -91,6 +100,7 @@ json summarize_metrics(std::istream& lines, const std::string& name) {
       SYNCBN_FAIL(name, " line ", number, " is not JSON: ", e.what());
     }
     SYNCBN_CHECK(epoch.is_object(), name, " line ", number, " is not a JSON object");
+    if (epoch.contains("health_step")) continue;  // --health K: a report between epochs
     ++epochs;
     last = epoch;
     const json accuracy = number_or_null(epoch, "test_accuracy");
@@ -155,6 +165,9 @@ json make_row(const Cell& cell, const StudySpec& spec, const CellOutcome& outcom
       {"model", spec.model},
       {"status", outcome.ok ? "ok" : "failed"},
   };
+  json sweep = json::object();
+  for (const auto& [key, value] : cell.sweep) sweep[key] = value;
+  row["sweep"] = sweep;
   if (!outcome.ok) row["error"] = outcome.error;
   for (const char* key : {"final_test_accuracy", "best_test_accuracy", "final_test_loss",
                           "images_per_second", "steps"})
@@ -198,7 +211,9 @@ std::string csv_line(const json& row) {
   std::string line;
   for (const std::string& column : csv_columns()) {
     json value = nullptr;
-    if (row.contains(column)) {
+    if (column == "sweep") {
+      value = sweep_text(row);
+    } else if (row.contains(column)) {
       value = row[column];
     } else {
       for (const PerStepGroup& group : kPerStepGroups) {

@@ -34,6 +34,9 @@ struct CellOutcome {
 
 nlohmann::json make_row(const Cell& cell, const StudySpec& spec, const CellOutcome& outcome);
 
+// A row's sweep setting as "key=value key=value" (keys sorted); "" without sweep axes.
+std::string sweep_text(const nlohmann::json& row);
+
 std::vector<std::string> csv_columns();
 // RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled.
 std::string csv_escape(const std::string& field);

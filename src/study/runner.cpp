@@ -32,6 +32,14 @@ using nlohmann::json;
 
 namespace {
 
+// ", lr=0.1 init=xavier": a cell's sweep setting for the progress line.
+std::string sweep_words(const Cell& cell) {
+  std::string words;
+  for (const auto& [key, value] : cell.sweep)
+    words += (words.empty() ? ", " : " ") + key + "=" + value;
+  return words;
+}
+
 // Set by SIGINT/SIGTERM: the running cell's process group is stopped and the study ends; the
 // cells recorded so far stay recorded.
 volatile sig_atomic_t interrupted = 0;
@@ -198,7 +206,12 @@ int run_study(const StudySpec& spec, const RunOptions& options) {
     }
     kept.push_back(row);
   }
-  if (!options.dry_run && kept.size() != old_rows.size()) rewrite_rows(dir.string(), kept);
+  // A results.csv of an older syncbn-study has other columns: it is rewritten from the rows.
+  std::string csv_head;
+  if (std::ifstream csv(dir / "results.csv"); csv) std::getline(csv, csv_head);
+  const bool stale_csv = !old_rows.empty() && csv_head != csv_header();
+  if (!options.dry_run && (kept.size() != old_rows.size() || stale_csv))
+    rewrite_rows(dir.string(), kept);
 
   std::vector<const Cell*> todo;
   for (const Cell& cell : expansion.cells) {
@@ -245,8 +258,8 @@ int run_study(const StudySpec& spec, const RunOptions& options) {
     if (i > 0) eta = duration_text(elapsed / static_cast<double>(i) * (planned - i));
     std::cerr << "study: [" << i + 1 << "/" << planned << "] " << cell.id << " (" << cell.ranks
               << (cell.ranks == 1 ? " rank, batch " : " ranks, batch ") << cell.batch_per_rank
-              << "/rank, " << cell.norm.name << ", seed " << cell.seed << ")  elapsed "
-              << duration_text(elapsed) << ", ETA " << eta << std::endl;
+              << "/rank, " << cell.norm.name << sweep_words(cell) << ", seed " << cell.seed
+              << ")  elapsed " << duration_text(elapsed) << ", ETA " << eta << std::endl;
 
     fs::create_directories(cell_dir);
     // syncbn-train appends to its metrics file: a retried cell starts from an empty one.

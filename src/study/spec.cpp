@@ -1,8 +1,10 @@
 #include "study/spec.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <set>
 #include <sstream>
 
@@ -43,6 +45,9 @@ const std::vector<std::pair<std::string, std::string>> kStudyKeys = {
     {"model", "syncbn-train --model (default syncbn-train's)"},
     {"launcher", "extra syncbn-run options for every cell, e.g. \"--hostfile hosts.txt\""},
 };
+
+// Keys of the [sweep] section reach the variables_map as "sweep.<key>".
+constexpr const char* kSweepPrefix = "sweep.";
 
 const std::set<std::string>& study_key_names() {
   static const std::set<std::string> names = [] {
@@ -148,6 +153,62 @@ void check_not_per_cell(const std::string& key, const std::string& where) {
     SYNCBN_CHECK(key != name, where, ": '", key, "' is set per cell by the study; use ", instead);
 }
 
+// The [sweep] axes, each value checked alone by syncbn-train's parser; a key may not be both a
+// fixed key (or an argument after --) and an axis, since one of the two would be ignored.
+std::vector<SweepAxis> sweeps_from(const po::variables_map& vm,
+                                   const std::vector<std::string>& fixed_args) {
+  std::vector<SweepAxis> sweeps;
+  for (const auto& [name, value] : vm) {
+    if (name.rfind(kSweepPrefix, 0) != 0) continue;
+    SweepAxis axis{name.substr(std::strlen(kSweepPrefix)), split_words(text_of(vm, name), false)};
+    const std::string where = "[sweep] " + axis.key;
+    SYNCBN_CHECK(!axis.values.empty(), "spec: ", where, " is empty: list at least one value");
+    check_unique(where, axis.values);
+    const bool fixed = vm.count(axis.key) ||
+                       std::any_of(fixed_args.begin(), fixed_args.end(), [&](const auto& arg) {
+                         return arg == "--" + axis.key || arg.rfind("--" + axis.key + "=", 0) == 0;
+                       });
+    SYNCBN_CHECK(!fixed, "spec: ", axis.key,
+                 " is both a fixed key and a [sweep] axis: keep one of the two");
+    for (const std::string& text : axis.values) {
+      if (axis.key == "lr") {
+        parse_double(where, text);
+      } else {
+        check_with_train_parser({"--" + axis.key, text});
+      }
+    }
+    sweeps.push_back(std::move(axis));
+  }
+  return sweeps;
+}
+
+// Every combination of the sweep axes' values, the first axis varying slowest; one empty
+// setting when there are no axes.
+std::vector<std::vector<std::pair<std::string, std::string>>> sweep_settings(
+    const std::vector<SweepAxis>& axes) {
+  std::vector<std::vector<std::pair<std::string, std::string>>> settings(1);
+  for (const SweepAxis& axis : axes) {
+    std::vector<std::vector<std::pair<std::string, std::string>>> next;
+    for (const auto& setting : settings) {
+      for (const std::string& value : axis.values) {
+        next.push_back(setting);
+        next.back().emplace_back(axis.key, value);
+      }
+    }
+    settings = std::move(next);
+  }
+  return settings;
+}
+
+// A value as part of a directory name: characters other than [A-Za-z0-9._-] become '_'
+// ("constant:10" -> "constant_10").
+std::string id_safe(const std::string& value) {
+  std::string out = value;
+  for (char& c : out)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '_';
+  return out;
+}
+
 }  // namespace
 
 std::vector<int64_t> parse_int_list(const std::string& key, const std::string& text,
@@ -210,6 +271,15 @@ po::options_description spec_options() {
       options.add_options()(key.c_str(), po::value<std::string>(), help.c_str());
     }
   }
+  // Sweep axes: in a spec file a [sweep] section (`lr = 0.01 0.1`), on the command line
+  // --sweep.lr "0.01 0.1". Switches are left out: a sweep over one is two studies.
+  const std::string sweep_help = "sweep axis: values separated by spaces";
+  options.add_options()((std::string(kSweepPrefix) + "lr").c_str(), po::value<std::string>(),
+                        sweep_help.c_str());
+  for (const auto& [key, is_switch] : forwarded_train_options())
+    if (!is_switch)
+      options.add_options()((kSweepPrefix + key).c_str(), po::value<std::string>(),
+                            sweep_help.c_str());
   return options;
 }
 
@@ -220,7 +290,14 @@ void store_spec_file(const std::string& config_text, const std::string& config_n
     const po::parsed_options parsed = po::parse_config_file(in, options, true);
     for (const auto& option : parsed.options) {
       if (!option.unregistered) continue;
-      check_not_per_cell(option.string_key, config_name);
+      const std::string& key = option.string_key;
+      if (key.rfind(kSweepPrefix, 0) == 0) {
+        const std::string swept = key.substr(std::strlen(kSweepPrefix));
+        check_not_per_cell(swept, config_name + " [sweep]");
+        SYNCBN_FAIL(config_name, " [sweep]: '", swept,
+                    "' is not a syncbn-train option that takes a value (see syncbn-train --help)");
+      }
+      check_not_per_cell(key, config_name);
       SYNCBN_FAIL(config_name, ": unknown key '", option.string_key,
                   "' (see syncbn-study run --help)");
     }
@@ -286,6 +363,7 @@ StudySpec spec_from(const po::variables_map& vm, const std::vector<std::string>&
   std::vector<std::string> check = spec.train_args;
   check.insert(check.end(), {"--model", spec.model, "--lr", shortest_repr(spec.lr)});
   check_with_train_parser(check);
+  spec.sweeps = sweeps_from(vm, spec.train_args);
   return spec;
 }
 
@@ -328,32 +406,53 @@ Expansion expand(const StudySpec& spec) {
         cell.global_batch = batch;
         cell.batch_per_rank = batch / ranks;
       }
-      // linear rule: the step size per sample stays that of `lr` at the reference batch.
-      cell.lr = spec.lr_rule == "linear" ? spec.lr * static_cast<double>(cell.global_batch) /
-                                               static_cast<double>(spec.ref_batch)
-                                         : spec.lr;
-      for (const NormSpec& norm : spec.norms) {
-        for (const uint64_t seed : spec.seeds) {
-          Cell c = cell;
-          c.norm = norm;
-          c.seed = seed;
-          std::string norm_id = norm.norm;
-          if (norm.sync_group_size > 0) norm_id += "_g" + std::to_string(norm.sync_group_size);
-          c.id = "np" + std::to_string(ranks) + "-b" + std::to_string(c.batch_per_rank) + "-" +
-                 norm_id + "-s" + std::to_string(seed);
-          c.train_args = {"--model", spec.model, "--norm", norm.norm};
-          if (norm.sync_group_size > 0)
+      for (const auto& sweep : sweep_settings(spec.sweeps)) {
+        double base_lr = spec.lr;
+        std::string sweep_id;
+        std::vector<std::string> sweep_args;
+        for (const auto& [key, value] : sweep) {
+          sweep_id += "-" + key + "=" + id_safe(value);
+          if (key == "lr") {
+            base_lr = std::stod(value);
+          } else {
+            sweep_args.insert(sweep_args.end(), {"--" + key, value});
+          }
+        }
+        // linear rule: the step size per sample stays that of `lr` at the reference batch.
+        const double lr = spec.lr_rule == "linear"
+                              ? base_lr * static_cast<double>(cell.global_batch) /
+                                    static_cast<double>(spec.ref_batch)
+                              : base_lr;
+        for (const NormSpec& norm : spec.norms) {
+          for (const uint64_t seed : spec.seeds) {
+            Cell c = cell;
+            c.norm = norm;
+            c.seed = seed;
+            c.lr = lr;
+            c.sweep = sweep;
+            std::string norm_id = norm.norm;
+            if (norm.sync_group_size > 0) norm_id += "_g" + std::to_string(norm.sync_group_size);
+            c.id = "np" + std::to_string(ranks) + "-b" + std::to_string(c.batch_per_rank) +
+                   sweep_id + "-" + norm_id + "-s" + std::to_string(seed);
+            c.train_args = {"--model", spec.model, "--norm", norm.norm};
+            if (norm.sync_group_size > 0)
+              c.train_args.insert(c.train_args.end(),
+                                  {"--sync-group-size", std::to_string(norm.sync_group_size)});
             c.train_args.insert(c.train_args.end(),
-                                {"--sync-group-size", std::to_string(norm.sync_group_size)});
-          c.train_args.insert(c.train_args.end(),
-                              {"--batch-size", std::to_string(c.batch_per_rank), "--seed",
-                               std::to_string(seed), "--lr", shortest_repr(c.lr)});
-          c.train_args.insert(c.train_args.end(), spec.train_args.begin(), spec.train_args.end());
-          out.cells.push_back(std::move(c));
+                                {"--batch-size", std::to_string(c.batch_per_rank), "--seed",
+                                 std::to_string(seed), "--lr", shortest_repr(c.lr)});
+            c.train_args.insert(c.train_args.end(), spec.train_args.begin(), spec.train_args.end());
+            c.train_args.insert(c.train_args.end(), sweep_args.begin(), sweep_args.end());
+            out.cells.push_back(std::move(c));
+          }
         }
       }
     }
   }
+  std::set<std::string> ids;
+  for (const Cell& cell : out.cells)
+    SYNCBN_CHECK(ids.insert(cell.id).second, "spec: two cells would share the id ", cell.id,
+                 " ([sweep] values that differ only in characters other than A-Z a-z 0-9 . _ -)");
   return out;
 }
 

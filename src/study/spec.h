@@ -1,7 +1,8 @@
 #pragma once
 // A scaling study's specification (a config file of key = value lines, like syncbn-train's
-// --config) and its expansion into cells: the cartesian product ranks x batch x norm x seed,
-// each one syncbn-train run under syncbn-run.
+// --config) and its expansion into cells: the cartesian product ranks x batch x sweeps x norm x
+// seed, each one syncbn-train run under syncbn-run. Sweep axes range over any syncbn-train option
+// (a [sweep] section of the spec: `lr = 0.01 0.1`, `init = xavier zeros`).
 #include <boost/program_options.hpp>
 #include <cstdint>
 #include <string>
@@ -15,6 +16,12 @@ struct NormSpec {
   std::string name;             // as written in the spec ("syncbn:2")
   std::string norm;             // syncbn-train --norm ("syncbn")
   int64_t sync_group_size = 0;  // syncbn-train --sync-group-size (0 = all ranks)
+};
+
+// One sweep axis: a syncbn-train option and the values the cells take, as written.
+struct SweepAxis {
+  std::string key;  // "lr", "init", "norm-placement", ...
+  std::vector<std::string> values;
 };
 
 struct StudySpec {
@@ -32,6 +39,7 @@ struct StudySpec {
   // switches), in the order of syncbn-train's option list; then the arguments after "--".
   std::vector<std::string> train_args;
   std::vector<std::string> launcher_args;  // `launcher` key: extra syncbn-run options
+  std::vector<SweepAxis> sweeps;           // [sweep] section, in key order
 };
 
 struct Cell {
@@ -40,6 +48,8 @@ struct Cell {
   NormSpec norm;
   uint64_t seed = 0;
   double lr = 0;
+  // This cell's value of each sweep axis (key, value), in the order of StudySpec::sweeps.
+  std::vector<std::pair<std::string, std::string>> sweep;
   // syncbn-train's arguments for this cell, without --metrics and --no-progress.
   std::vector<std::string> train_args;
 };
@@ -77,8 +87,9 @@ StudySpec spec_from(const boost::program_options::variables_map& vm,
 StudySpec parse_spec(const std::string& config_text, const std::string& config_name,
                      const std::vector<std::string>& command_line);
 
-// Every cell of the study, in the order ranks, batch, norm, seed (seeds vary fastest); strong
-// mode leaves out the cells whose global batch the ranks do not divide, with a note.
+// Every cell of the study, in the order ranks, batch, sweeps (the first axis slowest), norm, seed
+// (seeds vary fastest); strong mode leaves out the cells whose global batch the ranks do not
+// divide, with a note. A cell's id adds "-key=value" per sweep axis after the batch.
 Expansion expand(const StudySpec& spec);
 
 }  // namespace syncbn::study

@@ -6,6 +6,7 @@
 #     and the study exits non-zero;
 #  3. report.md has its tables and the figures are PNGs (signature and IHDR chunk);
 #  4. timing keys in the metrics (from a stand-in syncbn-train) give the time table and figure;
+#  4b. sweep axes ([sweep] / --sweep.KEY): cells per setting, rows and CSV record it;
 #  5. bad specs (unknown key, empty axis, bad norm) fail with a clear message and run nothing.
 # Needs SYNCBN_BUILD_DIR (set by ctest). mpirun comes from SYNCBN_MPIRUN or PATH (syncbn-run).
 set -uo pipefail
@@ -137,6 +138,29 @@ code=$?
 [[ $code -eq 1 && $((SECONDS - start)) -lt 30 ]] &&
   grep -q '"error":"timed out after 1 s"' "$tmp/h/results.jsonl"
 check "--timeout-per-cell 1 stops a hanging cell and records it (exit $code, $((SECONDS - start)) s)" $?
+
+# 4b. sweep axes: any syncbn-train option as an axis; rows record the setting.
+grep -v '^lr = ' "$tmp/tiny.cfg" >"$tmp/sweep.cfg"  # lr is either fixed or an axis
+! timeout 300 "$study" run "$tmp/tiny.cfg" --out "$tmp/s0" --sweep.lr "0.05 0.2" --dry-run \
+  >"$tmp/s0.log" 2>&1 && grep -q "lr is both a fixed key and a \[sweep\] axis" "$tmp/s0.log"
+check "a key both fixed and swept is refused" $?
+timeout 300 "$study" run "$tmp/sweep.cfg" --out "$tmp/s" --batch-per-rank 4 --norms bn --seeds 0 \
+  --sweep.lr "0.05 0.2" --sweep.init "xavier zeros" >"$tmp/s.log" 2>&1
+check "a study with two sweep axes runs and exits 0" $?
+[[ $(rows "$tmp/s") -eq 4 && -s $tmp/s/cells/np2-b4-init=zeros-lr=0.2-bn-s0/metrics.jsonl ]]
+check "2 x 2 sweep values give 4 rows, each cell named by its setting" $?
+grep -q '"cell":"np2-b4-init=zeros-lr=0.2-bn-s0".*"lr":0.1,.*"sweep":{"init":"zeros","lr":"0.2"}' \
+  "$tmp/s/results.jsonl"
+check "the row records the sweep setting and the swept lr under the linear rule (0.2 * 8/16)" $?
+grep -q 'np2-b4-init=zeros-lr=0.2-bn-s0,ok,.*,init=zeros lr=0.2,' "$tmp/s/results.csv" &&
+  grep -q -- '--init zeros' "$tmp/s/cells/np2-b4-init=zeros-lr=0.2-bn-s0/log.txt"
+check "results.csv has the setting and the cell ran with --init zeros" $?
+# A results.csv of an older syncbn-study (without the sweep column) is rewritten at the next run.
+sed -i '1s/,sweep,/,/' "$tmp/s/results.csv"
+timeout 300 "$study" run "$tmp/sweep.cfg" --out "$tmp/s" --batch-per-rank 4 --norms bn --seeds 0 \
+  --sweep.lr "0.05 0.2" --sweep.init "xavier zeros" >"$tmp/s2.log" 2>&1 &&
+  head -1 "$tmp/s/results.csv" | grep -q ',sweep,' && [[ $(grep -c . "$tmp/s/results.csv") -eq 5 ]]
+check "a stale results.csv header is rewritten from results.jsonl" $?
 
 # 5. bad input.
 expect_bad() {  # expect_bad NAME MESSAGE SPEC-LINES

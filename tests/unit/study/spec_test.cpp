@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "support/error.h"
 
 namespace syncbn::study {
@@ -110,6 +112,66 @@ TEST(StudySpecTest, BadSpecsNameTheProblem) {
   EXPECT_NE(error(base + "epochs = many\n").find("syncbn-train would reject"), std::string::npos);
   EXPECT_NE(error(base + "nesterov = maybe\n").find("nesterov is a switch"), std::string::npos);
   EXPECT_NE(error(base + "global-batch = 8\n").find("global-batch is for mode strong"),
+            std::string::npos);
+}
+
+TEST(StudySpecTest, SweepAxesMultiplyTheCellsAndReachTheirArguments) {
+  const Expansion expansion =
+      expand(parse_spec("ranks = 1\nbatch-per-rank = 64\nnorms = none bn\nseeds = 0 1\nepochs = 2\n"
+                        "[sweep]\nlr = 0.01 0.1\ninit = xavier constant:10 zeros\n",
+                        "spec", {}));
+  ASSERT_EQ(expansion.cells.size(), 2u * 3u * 2u * 2u);  // lr x init x norm x seed
+  // Axes in key order (init, then lr), the first slowest; norm and seed inside.
+  const Cell& first = expansion.cells.front();
+  EXPECT_EQ(first.id, "np1-b64-init=xavier-lr=0.01-none-s0");
+  EXPECT_EQ(first.sweep,
+            (std::vector<std::pair<std::string, std::string>>{{"init", "xavier"}, {"lr", "0.01"}}));
+  EXPECT_DOUBLE_EQ(first.lr, 0.01);
+  const Cell& fifth = expansion.cells[4];
+  EXPECT_EQ(fifth.id, "np1-b64-init=xavier-lr=0.1-none-s0");
+  EXPECT_DOUBLE_EQ(fifth.lr, 0.1);
+  const Cell& constant = expansion.cells[8];
+  EXPECT_EQ(constant.id, "np1-b64-init=constant_10-lr=0.01-none-s0");
+  const std::vector<std::string>& args = constant.train_args;
+  const auto init = std::find(args.begin(), args.end(), "--init");
+  ASSERT_NE(init, args.end());
+  EXPECT_EQ(*(init + 1), "constant:10");
+  EXPECT_EQ(std::count(args.begin(), args.end(), "--lr"), 1);
+  EXPECT_EQ(*(std::find(args.begin(), args.end(), "--lr") + 1), "0.01");
+}
+
+TEST(StudySpecTest, ASweptLrFollowsTheLinearRule) {
+  const Expansion expansion =
+      expand(parse_spec("ranks = 2\nbatch-per-rank = 8\nnorms = bn\nlr-rule = linear\n"
+                        "ref-batch = 64\n",
+                        "spec", {"--sweep.lr", "0.1 0.4"}));
+  ASSERT_EQ(expansion.cells.size(), 2u);
+  EXPECT_DOUBLE_EQ(expansion.cells[0].lr, 0.1 * 16 / 64);
+  EXPECT_DOUBLE_EQ(expansion.cells[1].lr, 0.4 * 16 / 64);
+}
+
+TEST(StudySpecTest, BadSweepsNameTheProblem) {
+  const auto error = [](const std::string& sweep) {
+    return error_of([&] {
+      parse_spec("ranks = 1\nbatch-per-rank = 4\nnorms = bn\nepochs = 2\n[sweep]\n" + sweep,
+                 "s.cfg", {});
+    });
+  };
+  EXPECT_NE(error("colour = red blue\n").find("[sweep]: 'colour' is not a syncbn-train option"),
+            std::string::npos);
+  EXPECT_NE(error("norm = bn gn\n").find("use the norms axis"), std::string::npos);
+  EXPECT_NE(error("epochs = 1 2\n").find("epochs is both a fixed key and a [sweep] axis"),
+            std::string::npos);
+  EXPECT_NE(error("lr = 0.1 0.1\n").find("lists 0.1 twice"), std::string::npos);
+  EXPECT_NE(error("lr = 0.1 fast\n").find("[sweep] lr must be a positive number"),
+            std::string::npos);
+  EXPECT_NE(error("steps = 4 many\n").find("syncbn-train would reject"), std::string::npos);
+  EXPECT_NE(error("dropout = 0.1 lots\n").find("syncbn-train would reject"), std::string::npos);
+  // Values that differ only in characters a directory name does not take.
+  EXPECT_NE(error_of([] {
+              expand(parse_spec("ranks = 1\nbatch-per-rank = 4\nnorms = bn\n", "s.cfg",
+                                {"--sweep.init", "constant:1 constant_1"}));
+            }).find("share the id"),
             std::string::npos);
 }
 
