@@ -569,19 +569,21 @@ std::vector<Figure> gradient_figures(const Study& study) {
             name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0 ||
             norms.contains(name.substr(0, name.size() - suffix.size())))
           continue;
+        // The series are in model order even when a parameter's first value is left out.
+        auto it = std::find_if(series.begin(), series.end(),
+                               [&](const auto& item) { return item.first == name; });
+        if (it == series.end()) it = series.insert(series.end(), {name, ""});
         if (!parameter.is_object() || !parameter.contains("grad_norm") ||
             !parameter["grad_norm"].is_number())
           continue;
         const double grad_norm = parameter["grad_norm"].get<double>();
         if (!std::isfinite(grad_norm) || grad_norm <= 0) continue;
-        auto it = std::find_if(series.begin(), series.end(),
-                               [&](const auto& item) { return item.first == name; });
-        if (it == series.end()) it = series.insert(series.end(), {name, ""});
         char line[64];
         std::snprintf(line, sizeof line, "%lld %.6g\n", static_cast<long long>(step), grad_norm);
         it->second += line;
       }
     }
+    std::erase_if(series, [](const auto& item) { return item.second.empty(); });
     if (series.empty()) continue;
     const std::string title =
         std::get<2>(key) +
