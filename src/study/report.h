@@ -1,7 +1,11 @@
 #pragma once
 // syncbn-study report DIR: DIR/report.md (test error per axis as mean ± std over seeds,
-// throughput and SyncBN's cost against local BN, time per step by component) and PNG figures
-// drawn by gnuplot from data and scripts kept next to them in DIR/figures/ (*.dat, *.gp).
+// throughput and SyncBN's cost against local BN, time per step by component; with sweep axes or
+// diverged runs, accuracy and divergence per setting) and PNG figures drawn by gnuplot from data
+// and scripts kept next to them in DIR/figures/ (*.dat, *.gp): error vs batch, throughput and
+// efficiency vs ranks, time per step, test accuracy per epoch and, from the cells' --health
+// reports, the gradient norm per layer. A setting is a norm with the values of the study's sweep
+// axes (row key "sweep"): settings are never averaged together.
 #include <cstdint>
 #include <string>
 #include <vector>
