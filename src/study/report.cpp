@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "study/health_summary.h"
 #include "study/results.h"
 #include "syncbn/error.h"
 
@@ -417,8 +418,15 @@ std::string divergence_table(const Study& study) {
   head.insert(head.end(), study.sweep_keys.begin(), study.sweep_keys.end());
   if (show_ranks) head.push_back("ranks");
   if (show_batch) head.push_back(study.batch_label());
-  for (const char* column : {"runs", "diverged", "final test accuracy (%)",
-                             "best test accuracy (%)", "final train loss"})
+  // Speed of learning: the accuracy after the first epoch, when the runs have more than one.
+  bool several_epochs = false;
+  for (const Key& key : study.order)
+    for (const Run& run : study.groups.at(key).runs)
+      several_epochs = several_epochs || run.metrics.epochs > 1;
+  head.insert(head.end(), {"runs", "diverged"});
+  if (several_epochs) head.push_back("test accuracy after epoch 1 (%)");
+  for (const char* column :
+       {"final test accuracy (%)", "best test accuracy (%)", "final train loss"})
     head.push_back(column);
   md << table_head(head);
   for (const Key& key : study.order) {
@@ -428,21 +436,40 @@ std::string divergence_table(const Study& study) {
       cells.push_back(group.sweep.contains(name) ? value_text(group.sweep[name]) : "—");
     if (show_ranks) cells.push_back(std::to_string(std::get<0>(key)));
     if (show_batch) cells.push_back(std::to_string(std::get<1>(key)));
-    std::vector<double> final_percent, best_percent, train_loss;
+    std::vector<double> first_percent, final_percent, best_percent, train_loss;
     for (const Run& run : group.runs) {
       if (run.diverged_at_step) continue;
+      for (const auto& [epoch, accuracy] : run.metrics.test_accuracy)
+        if (epoch == 1) first_percent.push_back(100 * accuracy);
       if (run.final_accuracy) final_percent.push_back(100 * *run.final_accuracy);
       if (run.best_accuracy) best_percent.push_back(100 * *run.best_accuracy);
       if (run.metrics.final_train_loss) train_loss.push_back(*run.metrics.final_train_loss);
     }
     cells.push_back(std::to_string(group.runs.size()));
     cells.push_back(divergence_text(group));
+    if (several_epochs) cells.push_back(mean_std_cell(first_percent, 2));
     cells.push_back(mean_std_cell(final_percent, 2));
     cells.push_back(mean_std_cell(best_percent, 2));
     cells.push_back(mean_std_cell(train_loss, 4));
     md << table_row(cells);
   }
   return md.str() + "\n";
+}
+
+// Every setting's --health records, all its seeds together, labelled like its table row.
+std::vector<std::pair<std::string, HealthSummary>> health_by_setting(const Study& study) {
+  std::vector<std::pair<std::string, HealthSummary>> out;
+  for (const Key& key : study.order) {
+    std::string label = std::get<2>(key);
+    if (study.ranks.size() > 1) label += ", " + std::to_string(std::get<0>(key)) + " ranks";
+    if (study.batches.size() > 1)
+      label += ", " + std::string(study.batch_label()) + " " + std::to_string(std::get<1>(key));
+    HealthSummary summary;
+    for (const Run& run : study.groups.at(key).runs)
+      if (!run.metrics_file.empty()) merge_health(summary, summarize_health(run.metrics_file));
+    out.emplace_back(label, summary);
+  }
+  return out;
 }
 
 void write_text(const fs::path& path, const std::string& text) {
@@ -784,6 +811,7 @@ ReportOutcome write_report(const std::string& dir) {
     md << "A projection to other scales: [projection.md](projection.md) (below).\n\n";
   md << error_tables(study);
   if (!study.sweep_keys.empty() || study.has_divergence) md << divergence_table(study);
+  md << health_section(health_by_setting(study));
   md << throughput_table(study) << time_table(study);
   if (!study.failed.empty()) {
     md << "## Failed cells\n\n" << table_head({"cell", "error"});

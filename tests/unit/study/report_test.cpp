@@ -149,18 +149,23 @@ TEST(StudyReportTest, SweepSettingsAreReportedApartWithDivergenceAndCurves) {
   EXPECT_NE(report.find("| batch/rank | bn · lr=0.1 | bn · lr=10 |\n"), std::string::npos);
   EXPECT_NE(report.find("| 32 | **9.00 ± 1.41** | 50.00 |\n"), std::string::npos) << report;
   EXPECT_NE(report.find("## Accuracy and divergence by setting"), std::string::npos);
-  EXPECT_NE(report.find("| norm | lr | runs | diverged | final test accuracy (%) | "
-                        "best test accuracy (%) | final train loss |\n"),
+  EXPECT_NE(report.find("| norm | lr | runs | diverged | test accuracy after epoch 1 (%) | "
+                        "final test accuracy (%) | best test accuracy (%) | final train loss |\n"),
             std::string::npos)
       << report;
   // mean 91, s = sqrt(((90 - 91)^2 + (92 - 91)^2) / 1) = 1.41; losses 0.3, 0.2: s = 0.0707.
-  EXPECT_NE(report.find("| bn | 0.1 | 2 | 0/2 | 91.00 ± 1.41 | 92.00 ± 1.41 | 0.2500 ± 0.0707 |\n"),
+  EXPECT_NE(report.find("| bn | 0.1 | 2 | 0/2 | 81.00 ± 1.41 | 91.00 ± 1.41 | 92.00 ± 1.41 | "
+                        "0.2500 ± 0.0707 |\n"),
             std::string::npos)
       << report;
   // Only the seed that did not diverge counts.
-  EXPECT_NE(report.find("| bn | 10 | 2 | 1/2 (step 7) | 50.00 | 55.00 | 1.4000 |\n"),
+  EXPECT_NE(report.find("| bn | 10 | 2 | 1/2 (step 7) | 55.00 | 50.00 | 55.00 | 1.4000 |\n"),
             std::string::npos)
       << report;
+  // The health section: one row per setting, the seeds of a setting together.
+  EXPECT_NE(report.find("## Health over training"), std::string::npos);
+  EXPECT_NE(report.find("| bn · lr=0.1 | 2 | "), std::string::npos) << report;
+  EXPECT_NE(report.find("| bn · lr=10 | 2 | "), std::string::npos) << report;
   EXPECT_NE(report.find("figures/test-accuracy-per-epoch.png"), std::string::npos);
   EXPECT_NE(report.find("figures/grad-norm-per-layer.png"), std::string::npos);
 
