@@ -634,14 +634,14 @@ std::vector<Figure> gradient_figures(const Study& study) {
   if (panels.empty()) return {};
   const std::size_t columns = panels.size() == 1 ? 1 : 2;
   const std::size_t rows = (panels.size() + columns - 1) / columns;
-  figure.script =
-      gnuplot_head(
-          figure.name + ".png", "gradient norm per layer",
-          std::to_string(columns == 1 ? 900 : 1400) + "," + std::to_string(60 + 420 * rows)) +
-      "set logscale y\nset format y '%g'\nset xlabel 'step'\nset ylabel 'gradient norm'\n"
-      "set multiplot layout " +
-      std::to_string(rows) + "," + std::to_string(columns) +
-      " title 'gradient norm per Linear/Conv weight'\n";
+  figure.script = gnuplot_head(figure.name + ".png", "gradient norm per layer",
+                               std::to_string(columns == 1 ? 900 : 1400) + "," +
+                                   std::to_string(60 + 420 * rows)) +
+                  "set logscale y\nset format y '%g'\nset xlabel 'step'\nset format x "
+                  "'%.0s%c'\nset ylabel 'gradient norm'\n"
+                  "set multiplot layout " +
+                  std::to_string(rows) + "," + std::to_string(columns) +
+                  " title 'gradient norm per Linear/Conv weight'\n";
   for (const std::string& panel : panels) figure.script += panel;
   figure.script += "unset multiplot\n";
   return {figure};
