@@ -7,6 +7,7 @@
 #  3. report.md has its tables and the figures are PNGs (signature and IHDR chunk);
 #  4. timing keys in the metrics (from a stand-in syncbn-train) give the time table and figure;
 #  4b. sweep axes ([sweep] / --sweep.KEY): cells per setting, rows and CSV record it;
+#  6. every example spec is valid; the bn-claims specs have the documented sizes.
 #  5. bad specs (unknown key, empty axis, bad norm) fail with a clear message and run nothing.
 # Needs SYNCBN_BUILD_DIR (set by ctest). mpirun comes from SYNCBN_MPIRUN or PATH (syncbn-run).
 set -uo pipefail
@@ -191,5 +192,15 @@ for spec in "$source_dir"/examples/studies/*.cfg; do
   "$study" run "$spec" --out "$tmp/dry" --dry-run >"$tmp/dry.log" 2>&1 && grep -q 'syncbn-train' "$tmp/dry.log"
   check "the example spec $(basename "$spec") is valid (--dry-run)" $?
 done
+# The batch-norm claim studies: their sizes are what docs/studies/bn-claims.md describes.
+for entry in lr:24 init:72 placement:12 dropout:12 batch:72; do
+  name=${entry%%:*} cells=${entry#*:}
+  "$study" run "$source_dir/examples/studies/bn-claims-$name.cfg" --out "$tmp/dry" --dry-run \
+    >"$tmp/dry.log" 2>&1 && [[ $(grep -c ': .*syncbn-train --model mlp' "$tmp/dry.log") -eq $cells ]]
+  check "bn-claims-$name.cfg expands to $cells cells" $?
+done
+SYNCBN_STUDY=$study "$source_dir/examples/studies/bn-claims.sh" "$tmp/claims" sideways >"$tmp/claims.log" 2>&1
+[[ $? -eq 2 ]] && grep -q "no study 'sideways'" "$tmp/claims.log" && [[ ! -e $tmp/claims ]]
+check "bn-claims.sh rejects an unknown study name and runs nothing" $?
 
 finish
