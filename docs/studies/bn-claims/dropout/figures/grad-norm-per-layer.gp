@@ -1,0 +1,33 @@
+# Drawn by syncbn-study report; rerun with: gnuplot grad-norm-per-layer.gp
+set terminal pngcairo size 1400,900 noenhanced
+set output 'grad-norm-per-layer.png'
+set title 'gradient norm per layer'
+set key outside right top
+set grid
+set logscale y
+set format y '%g'
+set xlabel 'step'
+set format x '%.0s%c'
+set ylabel 'gradient norm'
+set multiplot layout 2,2 title 'gradient norm per Linear/Conv weight'
+set title 'bn · dropout=0.2 dropout-placement=before-norm (seed 0)'
+plot 'grad-norm-per-layer.dat' index 0 using 1:2 with lines linewidth 1.5 title '1.weight', \
+     'grad-norm-per-layer.dat' index 1 using 1:2 with lines linewidth 1.5 title '5.weight', \
+     'grad-norm-per-layer.dat' index 2 using 1:2 with lines linewidth 1.5 title '9.weight', \
+     1e-4 with lines linecolor rgb '#a0a0a0' notitle, 1e-1 with lines linecolor rgb '#a0a0a0' notitle
+set title 'bn · dropout=0.2 dropout-placement=after-act (seed 0)'
+plot 'grad-norm-per-layer.dat' index 3 using 1:2 with lines linewidth 1.5 title '1.weight', \
+     'grad-norm-per-layer.dat' index 4 using 1:2 with lines linewidth 1.5 title '5.weight', \
+     'grad-norm-per-layer.dat' index 5 using 1:2 with lines linewidth 1.5 title '9.weight', \
+     1e-4 with lines linecolor rgb '#a0a0a0' notitle, 1e-1 with lines linecolor rgb '#a0a0a0' notitle
+set title 'bn · dropout=0.5 dropout-placement=before-norm (seed 0)'
+plot 'grad-norm-per-layer.dat' index 6 using 1:2 with lines linewidth 1.5 title '1.weight', \
+     'grad-norm-per-layer.dat' index 7 using 1:2 with lines linewidth 1.5 title '5.weight', \
+     'grad-norm-per-layer.dat' index 8 using 1:2 with lines linewidth 1.5 title '9.weight', \
+     1e-4 with lines linecolor rgb '#a0a0a0' notitle, 1e-1 with lines linecolor rgb '#a0a0a0' notitle
+set title 'bn · dropout=0.5 dropout-placement=after-act (seed 0)'
+plot 'grad-norm-per-layer.dat' index 9 using 1:2 with lines linewidth 1.5 title '1.weight', \
+     'grad-norm-per-layer.dat' index 10 using 1:2 with lines linewidth 1.5 title '5.weight', \
+     'grad-norm-per-layer.dat' index 11 using 1:2 with lines linewidth 1.5 title '9.weight', \
+     1e-4 with lines linecolor rgb '#a0a0a0' notitle, 1e-1 with lines linecolor rgb '#a0a0a0' notitle
+unset multiplot
