@@ -131,14 +131,6 @@ std::string value_text(const json& value) {
   return value.is_string() ? value.get<std::string>() : value.dump();
 }
 
-// "init=xavier lr=0.01" (keys sorted, as nlohmann keeps them); "" for no sweep.
-std::string sweep_text(const json& sweep) {
-  std::string text;
-  for (const auto& [name, value] : sweep.items())
-    text += (text.empty() ? "" : " ") + name + "=" + value_text(value);
-  return text;
-}
-
 std::optional<double> number(const json& row, const char* name) {
   if (!row.contains(name) || !row[name].is_number()) return std::nullopt;
   const double value = row[name].get<double>();

@@ -74,10 +74,10 @@ void write_file(const fs::path& path, const std::string& text) {
 
 }  // namespace
 
-std::string sweep_text(const json& row) {
+std::string sweep_text(const json& sweep) {
   std::string text;
-  if (!row.contains("sweep") || !row["sweep"].is_object()) return text;
-  for (const auto& [key, value] : row["sweep"].items())
+  if (!sweep.is_object()) return text;
+  for (const auto& [key, value] : sweep.items())
     text += (text.empty() ? "" : " ") + key + "=" + field_text(value);
   return text;
 }
@@ -212,7 +212,7 @@ std::string csv_line(const json& row) {
   for (const std::string& column : csv_columns()) {
     json value = nullptr;
     if (column == "sweep") {
-      value = sweep_text(row);
+      value = sweep_text(row.value("sweep", json::object()));
     } else if (row.contains(column)) {
       value = row[column];
     } else {

@@ -34,8 +34,9 @@ struct CellOutcome {
 
 nlohmann::json make_row(const Cell& cell, const StudySpec& spec, const CellOutcome& outcome);
 
-// A row's sweep setting as "key=value key=value" (keys sorted); "" without sweep axes.
-std::string sweep_text(const nlohmann::json& row);
+// A row's sweep setting (its "sweep" object) as "key=value key=value", keys sorted as nlohmann
+// keeps them; "" for no sweep axes.
+std::string sweep_text(const nlohmann::json& sweep);
 
 std::vector<std::string> csv_columns();
 // RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled.
