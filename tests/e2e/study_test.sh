@@ -193,7 +193,7 @@ for spec in "$source_dir"/examples/studies/*.cfg; do
   check "the example spec $(basename "$spec") is valid (--dry-run)" $?
 done
 # The batch-norm claim studies: their sizes are what docs/studies/bn-claims.md describes.
-for entry in lr:24 init:72 placement:12 dropout:12 batch:72; do
+for entry in lr:24 lr-momentum:24 init:72 placement:12 dropout:12 batch:72; do
   name=${entry%%:*} cells=${entry#*:}
   "$study" run "$source_dir/examples/studies/bn-claims-$name.cfg" --out "$tmp/dry" --dry-run \
     >"$tmp/dry.log" 2>&1 && [[ $(grep -c ': .*syncbn-train --model mlp' "$tmp/dry.log") -eq $cells ]]
