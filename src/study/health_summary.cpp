@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <set>
 #include <sstream>
 
 #include "syncbn/error.h"
@@ -30,10 +29,9 @@ std::string module_of(const std::string& name) { return name.substr(0, name.rfin
 void add_report(HealthSummary& summary, const json& health) {
   if (!health.is_object()) return;
   ++summary.reports;
-  std::set<std::string> norm_modules;
-  if (health.contains("norms") && health["norms"].is_object()) {
-    for (const auto& [module, norm] : health["norms"].items()) {
-      norm_modules.insert(module);
+  const json norms = health.value("norms", json::object());
+  if (norms.is_object()) {
+    for (const auto& [module, norm] : norms.items()) {
       summary.has_norms = true;
       if (finite_number(norm.value("mean_abs_running_mean", json())))
         summary.running_mean_max =
@@ -48,7 +46,7 @@ void add_report(HealthSummary& summary, const json& health) {
   bool all_in_range = true;
   if (health.contains("parameters") && health["parameters"].is_object()) {
     for (const auto& [name, p] : health["parameters"].items()) {
-      if (name != module_of(name) + ".weight" || norm_modules.count(module_of(name))) continue;
+      if (!is_layer_weight(name, norms)) continue;
       const json rms = p.value("grad_rms", json()), norm = p.value("grad_norm", json());
       if (!finite_number(rms) || !finite_number(norm)) {
         all_in_range = false;
@@ -68,8 +66,8 @@ void add_report(HealthSummary& summary, const json& health) {
   if (health.contains("parameters") && health["parameters"].is_object()) {
     long first_index = -1, last_index = -1;
     for (const auto& [name, p] : health["parameters"].items()) {
+      if (!is_layer_weight(name, norms)) continue;
       const std::string module = module_of(name);
-      if (name != module + ".weight" || norm_modules.count(module)) continue;
       char* end = nullptr;
       const long index = std::strtol(module.c_str(), &end, 10);
       if (end == module.c_str() || *end != '\0') {

@@ -27,6 +27,16 @@ struct HealthSummary {
   bool has_norms = false;
 };
 
+// Whether the state_dict name `name` is a Linear/Conv weight: "<module>.weight" where <module> is
+// not a key of the health report's `norms` object (BN's gamma is "<norm module>.weight").
+// `Json` is nlohmann::json or nlohmann::ordered_json.
+template <class Json>
+bool is_layer_weight(const std::string& name, const Json& norms) {
+  const std::size_t dot = name.rfind('.');
+  return dot != std::string::npos && name.compare(dot, std::string::npos, ".weight") == 0 &&
+         !(norms.is_object() && norms.contains(name.substr(0, dot)));
+}
+
 // Reads one metrics file (JSON lines); a line that is not JSON throws naming it.
 HealthSummary summarize_health(const std::string& metrics_path);
 // Adds `other` (another seed of the same setting) into `into`.

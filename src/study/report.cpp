@@ -581,15 +581,10 @@ std::vector<Figure> gradient_figures(const Study& study) {
     std::vector<std::pair<std::string, std::string>> series;  // parameter, "step norm" lines
     for (const auto& [step, health] : metrics.health) {
       if (!health.contains("parameters") || !health["parameters"].is_object()) continue;
-      const auto& norms = health.contains("norms") && health["norms"].is_object()
-                              ? health["norms"]
-                              : nlohmann::ordered_json::object();
+      const nlohmann::ordered_json& norms =
+          health.contains("norms") ? health["norms"] : nlohmann::ordered_json();
       for (const auto& [name, parameter] : health["parameters"].items()) {
-        const std::string suffix = ".weight";
-        if (name.size() <= suffix.size() ||
-            name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0 ||
-            norms.contains(name.substr(0, name.size() - suffix.size())))
-          continue;
+        if (!is_layer_weight(name, norms)) continue;
         // The series are in model order even when a parameter's first value is left out.
         auto it = std::find_if(series.begin(), series.end(),
                                [&](const auto& item) { return item.first == name; });
