@@ -8,15 +8,13 @@
 #include <sstream>
 
 #include "syncbn/error.h"
+#include "train/health.h"
 
 namespace syncbn::study {
 
 using nlohmann::json;
 
 namespace {
-
-// The write-up's healthy gradient range, read per element (RMS) as syncbn-train's --health does.
-constexpr double kGradRmsLow = 1e-4, kGradRmsHigh = 1e-1;
 
 bool finite_number(const json& value) {
   return value.is_number() && std::isfinite(value.get<double>());
@@ -46,7 +44,7 @@ void add_report(HealthSummary& summary, const json& health) {
   bool all_in_range = true;
   if (health.contains("parameters") && health["parameters"].is_object()) {
     for (const auto& [name, p] : health["parameters"].items()) {
-      if (!is_layer_weight(name, norms)) continue;
+      if (!is_layer_weight(name, p, norms)) continue;
       const json rms = p.value("grad_rms", json()), norm = p.value("grad_norm", json());
       if (!finite_number(rms) || !finite_number(norm)) {
         all_in_range = false;
@@ -57,7 +55,7 @@ void add_report(HealthSummary& summary, const json& health) {
       summary.grad_rms_max = std::max(summary.grad_rms_max, r);
       summary.grad_norm_min = std::min(summary.grad_norm_min, n);
       summary.grad_norm_max = std::max(summary.grad_norm_max, n);
-      all_in_range = all_in_range && r >= kGradRmsLow && r <= kGradRmsHigh;
+      all_in_range = all_in_range && r >= train::kGradRmsLow && r <= train::kGradRmsHigh;
     }
   }
   // The first and last layers of a Sequential (mlp, cnn) by module index: nlohmann's objects
@@ -66,7 +64,7 @@ void add_report(HealthSummary& summary, const json& health) {
   if (health.contains("parameters") && health["parameters"].is_object()) {
     long first_index = -1, last_index = -1;
     for (const auto& [name, p] : health["parameters"].items()) {
-      if (!is_layer_weight(name, norms)) continue;
+      if (!is_layer_weight(name, p, norms)) continue;
       const std::string module = module_of(name);
       char* end = nullptr;
       const long index = std::strtol(module.c_str(), &end, 10);
@@ -171,15 +169,21 @@ std::string health_section(const std::vector<std::pair<std::string, HealthSummar
   bool any = false;
   for (const auto& [label, summary] : settings) any = any || summary.reports > 0;
   if (!any) return "";
+  using train::kGradRmsHigh, train::kGradRmsLow, train::kRunningMeanHigh, train::kRunningVarHigh,
+      train::kRunningVarLow;
   md << "## Health over training\n\n"
         "From the cells' `--health` records, all seeds of a setting together. Gradients are "
-        "those of the Linear/Conv weights (not BN's gamma, not biases). *In range*: the share of "
-        "records where every such weight's gradient RMS lies in [1e-4, 1e-1], the write-up's "
-        "healthy range read per element. *First/last*: the first layer's gradient norm over the "
-        "last layer's, the median over records (about 1 when gradients neither grow nor shrink "
-        "through the layers). BN's running statistics are healthy for the write-up when mean "
-        "|running_mean| < 5 and mean running_var in [0.1, 10]. Non-finite values (a diverged "
-        "run) are left out of the ranges and count as out of range.\n\n";
+        "those of the Linear/Conv weights (not norm scales, not biases). *In range*: the share of "
+        "records where every such weight's gradient RMS lies in ["
+     << brief(kGradRmsLow) << ", " << brief(kGradRmsHigh)
+     << "], the write-up's healthy range read per element. *First/last*: the first layer's "
+        "gradient norm over the last layer's, the median over records (about 1 when gradients "
+        "neither grow nor shrink through the layers). BN's running statistics are healthy for "
+        "the write-up when mean |running_mean| < "
+     << brief(kRunningMeanHigh) << " and mean running_var in [" << brief(kRunningVarLow) << ", "
+     << brief(kRunningVarHigh)
+     << "]. Non-finite values (a diverged run) are left out of the ranges and count as out of "
+        "range.\n\n";
   md << "| setting | records | gradient RMS | in range | gradient norm | first/last | max mean "
         "\\|running_mean\\| | mean running_var | max dead ReLU | flags |\n";
   md << "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";

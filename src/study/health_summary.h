@@ -3,6 +3,7 @@
 // weight gradients of each Linear/Conv layer are and how that changes from the first layer to the
 // last, whether the BN running statistics stay in the write-up's "healthy" ranges, and how many
 // ReLU outputs are dead. The ranges are those syncbn-train flags (src/train/health.h).
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -27,11 +28,14 @@ struct HealthSummary {
   bool has_norms = false;
 };
 
-// Whether the state_dict name `name` is a Linear/Conv weight: "<module>.weight" where <module> is
-// not a key of the health report's `norms` object (BN's gamma is "<norm module>.weight").
+// Whether a health record's parameter is a Linear/Conv weight, the kind syncbn-train checks the
+// gradient range on: its "ndim" >= 2. Records written before "ndim" existed fall back to the name:
+// "<module>.weight" where <module> is not a key of the record's `norms` (BN's gamma).
 // `Json` is nlohmann::json or nlohmann::ordered_json.
 template <class Json>
-bool is_layer_weight(const std::string& name, const Json& norms) {
+bool is_layer_weight(const std::string& name, const Json& parameter, const Json& norms) {
+  if (parameter.is_object() && parameter.contains("ndim") && parameter["ndim"].is_number())
+    return parameter["ndim"].template get<int64_t>() >= 2;
   const std::size_t dot = name.rfind('.');
   return dot != std::string::npos && name.compare(dot, std::string::npos, ".weight") == 0 &&
          !(norms.is_object() && norms.contains(name.substr(0, dot)));

@@ -584,7 +584,7 @@ std::vector<Figure> gradient_figures(const Study& study) {
       const nlohmann::ordered_json& norms =
           health.contains("norms") ? health["norms"] : nlohmann::ordered_json();
       for (const auto& [name, parameter] : health["parameters"].items()) {
-        if (!is_layer_weight(name, norms)) continue;
+        if (!is_layer_weight(name, parameter, norms)) continue;
         // The series are in model order even when a parameter's first value is left out.
         auto it = std::find_if(series.begin(), series.end(),
                                [&](const auto& item) { return item.first == name; });

@@ -91,11 +91,12 @@ HealthReport health_report(const nn::Module& model, int64_t step) {
   HealthReport report;
   report.step = step;
   for (const auto& [name, param] : model.named_parameters()) {
-    ParameterHealth p{name, l2_norm(param->value), l2_norm(param->grad), 0.0};
+    ParameterHealth p{name, l2_norm(param->value), l2_norm(param->grad), 0.0,
+                      static_cast<int64_t>(param->value.ndim())};
     p.grad_rms =
         p.grad_norm / std::sqrt(static_cast<double>(std::max<int64_t>(1, param->value.numel())));
     report.parameters.push_back(p);
-    if (param->value.ndim() >= 2) {
+    if (p.ndim >= 2) {
       flag_outside(report.flags, name, "gradient RMS", p.grad_rms, kGradRmsLow, kGradRmsHigh);
     }
   }
@@ -135,8 +136,10 @@ HealthReport health_report(const nn::Module& model, int64_t step) {
 std::string health_json(const HealthReport& report) {
   nlohmann::ordered_json parameters = nlohmann::ordered_json::object();
   for (const auto& p : report.parameters)
-    parameters[p.name] = {
-        {"weight_norm", p.weight_norm}, {"grad_norm", p.grad_norm}, {"grad_rms", p.grad_rms}};
+    parameters[p.name] = {{"weight_norm", p.weight_norm},
+                          {"grad_norm", p.grad_norm},
+                          {"grad_rms", p.grad_rms},
+                          {"ndim", p.ndim}};
   nlohmann::ordered_json norms = nlohmann::ordered_json::object();
   for (const auto& n : report.norms) {
     norms[n.name] = {{"type", n.type},

@@ -29,6 +29,7 @@ struct ParameterHealth {
   std::string name;                       // state_dict name, "1.weight"
   double weight_norm = 0, grad_norm = 0;  // L2 (Frobenius) norms of the whole tensor
   double grad_rms = 0;                    // grad_norm / sqrt(numel)
+  int64_t ndim = 0;  // >= 2: a Linear/Conv weight, the only kind the gradient range applies to
 };
 
 struct NormHealth {
@@ -57,7 +58,8 @@ bool health_due(int64_t every, int64_t step, bool epoch_ends);
 // weights and gradients are those of the same step). Copies tensors to the host.
 HealthReport health_report(const nn::Module& model, int64_t step);
 
-// One JSON object: {"step": k, "parameters": {name: {"weight_norm", "grad_norm", "grad_rms"}},
+// One JSON object: {"step": k, "parameters": {name: {"weight_norm", "grad_norm", "grad_rms",
+// "ndim"}},
 // "norms": {name: {"type", "mean_abs_running_mean", "mean_running_var"}}, "relu_zero_fraction":
 // {name: f}, "flags": [...]}; non-finite numbers are null.
 std::string health_json(const HealthReport& report);

@@ -86,6 +86,22 @@ TEST_F(HealthSummaryTest, OutOfRangeAndNonFiniteGradientsAreNotInRange) {
   EXPECT_DOUBLE_EQ(s.grad_rms_min, 1e-5);
 }
 
+TEST_F(HealthSummaryTest, NdimDecidesWhatIsALayerWeight) {
+  // A GroupNorm/LayerNorm scale has no running statistics, so it is not among "norms": "ndim"
+  // (1) keeps its large gradient out; the 2-D weights count.
+  write("{\"health_step\":1,\"epoch\":1,\"health\":" +
+        std::string(R"({"parameters":{"1.weight":{"grad_norm":1,"grad_rms":0.01,"ndim":2},)"
+                    R"("2.weight":{"grad_norm":50,"grad_rms":5,"ndim":1},)"
+                    R"("4.weight":{"grad_norm":0.5,"grad_rms":0.005,"ndim":2}},)"
+                    R"("norms":{},"relu_zero_fraction":{},"flags":[]})") +
+        "}\n");
+  const HealthSummary s = summarize_health(path.string());
+  EXPECT_DOUBLE_EQ(s.grad_norm_max, 1);
+  EXPECT_EQ(s.reports_rms_in_range, 1);
+  ASSERT_EQ(s.first_over_last.size(), 1u);
+  EXPECT_DOUBLE_EQ(s.first_over_last[0], 2);
+}
+
 TEST_F(HealthSummaryTest, EpochLinesCountWithoutStepwiseRecordsAndSeedsMerge) {
   write("{\"epoch\":1,\"train_loss\":0.5,\"health\":" + record(1, 1, 1, 1) + "}\n" +
         "{\"epoch\":2,\"train_loss\":0.4,\"health\":" + record(3, 1, 1, 1) + "}\n");

@@ -106,6 +106,8 @@ TEST(HealthTest, NonFiniteValuesAreFlaggedAndWrittenAsJsonNull) {
   EXPECT_EQ(r.flags[0], "0.weight: gradient RMS nan outside [0.0001, 0.1]");
   const nlohmann::json json = nlohmann::json::parse(health_json(r));
   EXPECT_TRUE(json["parameters"]["0.weight"]["grad_norm"].is_null());
+  EXPECT_EQ(json["parameters"]["0.weight"]["ndim"], 2);
+  EXPECT_EQ(json["parameters"]["1.weight"]["ndim"], 1);
   EXPECT_EQ(json["norms"]["1"]["type"], "BatchNorm1d");
   EXPECT_DOUBLE_EQ(json["relu_zero_fraction"]["2"].get<double>(), 0.5);
   EXPECT_EQ(json["step"], 5);
