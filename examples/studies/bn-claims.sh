@@ -24,10 +24,14 @@ for name in "${names[@]}"; do
 done
 mkdir -p "$out"
 
+# The report is written even when some cells failed (it lists them); either failure is the
+# study's status.
 run_one() {
-  local name=$1
-  "$study" run "$root/examples/studies/bn-claims-$name.cfg" --out "$out/$name" >"$out/$name.log" 2>&1 &&
-    "$study" report "$out/$name" >>"$out/$name.log" 2>&1
+  local name=$1 status=0
+  "$study" run "$root/examples/studies/bn-claims-$name.cfg" --out "$out/$name" \
+    >"$out/$name.log" 2>&1 || status=$?
+  "$study" report "$out/$name" >>"$out/$name.log" 2>&1 || status=$?
+  return "$status"
 }
 
 declare -A pid_of=()

@@ -190,13 +190,11 @@ Study load(const std::string& dir) {
         !row["metrics_file"].get<std::string>().empty())
       run.metrics_file = fs::path(dir) / row["metrics_file"].get<std::string>();
     run.metrics = read_metrics(run.metrics_file, false);
+    if (run.final_accuracy) group.error_percent.push_back(100.0 * (1.0 - *run.final_accuracy));
+    if (const auto ips = number(row, "images_per_second")) group.images_per_second.push_back(*ips);
     group.runs.push_back(std::move(run));
     group.global_batch = row.value("global_batch", int64_t{0});
     group.batch_per_rank = row.value("batch_per_rank", int64_t{0});
-    if (row["final_test_accuracy"].is_number())
-      group.error_percent.push_back(100.0 * (1.0 - row["final_test_accuracy"].get<double>()));
-    if (row["images_per_second"].is_number())
-      group.images_per_second.push_back(row["images_per_second"].get<double>());
     const json& time = row.contains("time_per_step") ? row["time_per_step"] : json(nullptr);
     for (const std::string& part : kTimeParts) {
       if (time.is_object() && time.contains(part) && time[part].is_number()) {

@@ -93,6 +93,8 @@ json summarize_metrics(std::istream& lines, const std::string& name) {
   std::string line;
   for (int64_t number = 1; std::getline(lines, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    // --health K writes its reports between the epochs: not epochs, and most of the file.
+    if (line.rfind("{\"health_step\"", 0) == 0) continue;
     json epoch;
     try {
       epoch = json::parse(line);
@@ -100,7 +102,6 @@ json summarize_metrics(std::istream& lines, const std::string& name) {
       SYNCBN_FAIL(name, " line ", number, " is not JSON: ", e.what());
     }
     SYNCBN_CHECK(epoch.is_object(), name, " line ", number, " is not a JSON object");
-    if (epoch.contains("health_step")) continue;  // --health K: a report between epochs
     ++epochs;
     last = epoch;
     const json accuracy = number_or_null(epoch, "test_accuracy");

@@ -202,6 +202,12 @@ int run_study(const StudySpec& spec, const RunOptions& options) {
                    " holds cell ", id, " run as `", row.value("train_args", ""),
                    "`; this spec runs it as `", args,
                    "`: give another --out DIR (one DIR holds one study)");
+      // The report reads the cell's metrics (curves, health): a row without them is redone.
+      const std::string metrics = row.value("metrics_file", "");
+      if (!metrics.empty() && !fs::exists(dir / metrics)) {
+        std::cerr << "study: " << id << " runs again: its metrics file " << metrics << " is gone\n";
+        continue;
+      }
       done.insert(id);
     }
     kept.push_back(row);

@@ -66,6 +66,13 @@ grep -q 'np2-b8-syncbn-s1,ok,2,8,16,syncbn,1,weak,0.1,mlp,' "$tmp/a/results.csv"
 check "a row holds the cell's settings and the linear-rule lr (0.1 * 16 / 16)" $?
 [[ -s $tmp/a/cells/np2-b4-bn-s0/log.txt && -s $tmp/a/cells/np2-b4-bn-s0/metrics.jsonl ]]
 check "each cell has its log and metrics" $?
+# A recorded cell whose metrics are gone (a clone without cells/) runs again, the others do not.
+rm "$tmp/a/cells/np2-b4-bn-s0/metrics.jsonl"
+timeout 300 "$study" run "$tmp/tiny.cfg" --out "$tmp/a" >"$tmp/a3.log" 2>&1 &&
+  grep -q "np2-b4-bn-s0 runs again: its metrics file" "$tmp/a3.log" &&
+  [[ $(grep -c "^study: \[" "$tmp/a3.log") -eq 1 && -s $tmp/a/cells/np2-b4-bn-s0/metrics.jsonl &&
+     $(rows "$tmp/a") -eq 8 ]]
+check "a cell whose metrics file is gone runs again (only it), still 8 rows" $?
 
 # 2. a failing cell among good ones.
 timeout 300 "$study" run "$tmp/tiny.cfg" --out "$tmp/f" --batch-per-rank 4 --seeds 0 \
