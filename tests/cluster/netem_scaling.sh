@@ -79,6 +79,8 @@ netns_hosts_up "${hosts[@]}"
 # netem where the kernel has it, else a token bucket at the rate (burst 64 KiB: one GSO packet).
 shaping="netem delay $delay rate $rate"
 if ! tc -n "$(host_name 1)" qdisc add dev eth0 root netem delay "$delay" rate "$rate" limit 100000 2>"$state/err"; then
+  # Only a kernel without sch_netem falls back; any other error (a bad delay or rate) stops here.
+  grep -qi "qdisc kind is unknown" "$state/err" || fail "tc netem delay $delay rate $rate: $(cat "$state/err")"
   log "no netem here ($(cat "$state/err")): tbf rate $rate, no added delay"
   shaping="tbf rate $rate (no netem in this kernel: no added delay)"
 fi
@@ -127,8 +129,7 @@ concurrent() {
   for ((i = 1; i <= ranks; ++i)); do
     metrics=$out_dir/concurrent_cnn_np${ranks}_$i.jsonl
     rm -f "$metrics"
-    timeout -k 5 600 nsenter --net="/run/netns/$(host_name "$i")" --uts="$state/uts/h$i" -- \
-      "$build_dir/syncbn-train" --model cnn --norm bn --dataset synthetic --synthetic-shape 1,28,28 \
+    in_host "$i" 600 "$build_dir/syncbn-train" --model cnn --norm bn --dataset synthetic --synthetic-shape 1,28,28 \
       --synthetic-classes 10 --synthetic-samples $((4 * steps_per_epoch * 16)) --batch-size 16 \
       --epochs 3 --threads 1 --seed 1 --no-progress --metrics "$metrics" >"$state/concurrent.$i" 2>&1 &
     pids+=("$!")
