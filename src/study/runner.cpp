@@ -187,37 +187,38 @@ int run_study(const StudySpec& spec, const RunOptions& options) {
   SYNCBN_CHECK(!expansion.cells.empty(), "spec: no cell to run (every one was left out)");
 
   // What DIR already holds: ok cells are skipped, unless the spec now runs them differently.
+  // Every row is kept, a failed attempt too: a cell's last row is its current state.
   std::map<std::string, const Cell*> by_id;
   for (const Cell& cell : expansion.cells) by_id[cell.id] = &cell;
   const std::vector<json> old_rows = read_rows(dir.string());
   std::set<std::string> done;
-  std::vector<json> kept;
   for (const json& row : old_rows) {
     const std::string id = row["cell"].get<std::string>();
     const auto cell = by_id.find(id);
-    if (cell != by_id.end() && row.value("status", "") != "ok") continue;  // retried below
-    if (cell != by_id.end()) {
-      const std::string args = shell_join(cell->second->train_args);
-      SYNCBN_CHECK(row.value("train_args", args) == args, (dir / "results.jsonl").string(),
-                   " holds cell ", id, " run as `", row.value("train_args", ""),
-                   "`; this spec runs it as `", args,
-                   "`: give another --out DIR (one DIR holds one study)");
-      // The report reads the cell's metrics (curves, health): a row without them is redone.
-      const std::string metrics = row.value("metrics_file", "");
-      if (!metrics.empty() && !fs::exists(dir / metrics)) {
-        std::cerr << "study: " << id << " runs again: its metrics file " << metrics << " is gone\n";
-        continue;
-      }
-      done.insert(id);
+    if (cell == by_id.end()) continue;
+    if (row.value("status", "") != "ok") {
+      done.erase(id);  // retried below, as the spec now says
+      continue;
     }
-    kept.push_back(row);
+    const std::string args = shell_join(cell->second->train_args);
+    SYNCBN_CHECK(row.value("train_args", args) == args, (dir / "results.jsonl").string(),
+                 " holds cell ", id, " run as `", row.value("train_args", ""),
+                 "`; this spec runs it as `", args,
+                 "`: give another --out DIR (one DIR holds one study)");
+    // The report reads the cell's metrics (curves, health): a row without them is redone.
+    const std::string metrics = row.value("metrics_file", "");
+    if (!metrics.empty() && !fs::exists(dir / metrics)) {
+      std::cerr << "study: " << id << " runs again: its metrics file " << metrics << " is gone\n";
+      done.erase(id);
+      continue;
+    }
+    done.insert(id);
   }
   // A results.csv of an older syncbn-study has other columns: it is rewritten from the rows.
   std::string csv_head;
   if (std::ifstream csv(dir / "results.csv"); csv) std::getline(csv, csv_head);
-  const bool stale_csv = !old_rows.empty() && csv_head != csv_header();
-  if (!options.dry_run && (kept.size() != old_rows.size() || stale_csv))
-    rewrite_rows(dir.string(), kept);
+  if (!options.dry_run && !old_rows.empty() && csv_head != csv_header())
+    rewrite_rows(dir.string(), old_rows);
 
   std::vector<const Cell*> todo;
   for (const Cell& cell : expansion.cells) {

@@ -71,8 +71,8 @@ rm "$tmp/a/cells/np2-b4-bn-s0/metrics.jsonl"
 timeout 300 "$study" run "$tmp/tiny.cfg" --out "$tmp/a" >"$tmp/a3.log" 2>&1 &&
   grep -q "np2-b4-bn-s0 runs again: its metrics file" "$tmp/a3.log" &&
   [[ $(grep -c "^study: \[" "$tmp/a3.log") -eq 1 && -s $tmp/a/cells/np2-b4-bn-s0/metrics.jsonl &&
-     $(rows "$tmp/a") -eq 8 ]]
-check "a cell whose metrics file is gone runs again (only it), still 8 rows" $?
+     $(rows "$tmp/a") -eq 9 && $(grep -c '"cell":"np2-b4-bn-s0"' "$tmp/a/results.jsonl") -eq 2 ]]
+check "a cell whose metrics file is gone runs again (only it): a 9th row, its second" $?
 
 # 2. a failing cell among good ones.
 timeout 300 "$study" run "$tmp/tiny.cfg" --out "$tmp/f" --batch-per-rank 4 --seeds 0 \
