@@ -181,7 +181,11 @@ ModelStructure model_structure(const std::string& name) {
 
 int64_t NormSync::group_at(int64_t ranks) const {
   if (!sync) return 1;
-  return group_size == 0 ? ranks : std::min(group_size, ranks);
+  if (group_size == 0) return ranks;
+  // As syncbn-train's --sync-group-size: the groups must tile the ranks.
+  SYNCBN_CHECK(ranks % group_size == 0, "syncbn:", group_size, ": group size ", group_size,
+               " does not divide the number of ranks ", ranks);
+  return group_size;
 }
 
 NormSync parse_norm_sync(const std::string& name) {

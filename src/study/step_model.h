@@ -96,6 +96,8 @@ std::vector<int64_t> gradient_buckets(const std::vector<int64_t>& parameter_byte
 struct NormSync {
   bool sync = false;
   int64_t group_size = 0;  // 0: all ranks
+  // The ranks one SyncBN allreduce spans at `ranks`; throws when group_size does not divide
+  // `ranks` (syncbn-train refuses that run).
   int64_t group_at(int64_t ranks) const;
 };
 NormSync parse_norm_sync(const std::string& name);
