@@ -233,5 +233,21 @@ TEST(StepModelTest, ProjectionOfATinyConfigHasItsRowsAndConclusion) {
   EXPECT_THROW(projection_markdown(spec), Error);
 }
 
+TEST(StepModelTest, ProjectionSortsRanksAndBatchesGivenInAnyOrder) {
+  ProjectionSpec spec;
+  spec.models = {"cnn"};
+  spec.ranks = {8, 64};
+  spec.batches = {2, 32};
+  spec.norms = {"bn", "syncbn"};
+  spec.network = kNet;
+  spec.compute["cnn"] = profile_from_total({1e-4, 1e-6});
+  const std::string ascending = projection_markdown(spec);
+  spec.ranks = {64, 8};
+  spec.batches = {32, 2};
+  const std::string descending = projection_markdown(spec);
+  EXPECT_EQ(descending, ascending);
+  EXPECT_NE(descending.find("b = 2: from P = 8 ("), std::string::npos) << descending;
+}
+
 }  // namespace
 }  // namespace syncbn::study
