@@ -295,7 +295,7 @@ int predict(int argc, char** argv) {
 
 int project(int argc, char** argv) {
   std::string calibration_file, out, algorithm = "nccl";
-  std::string models = "cnn,resnet", ranks = "8,16,32,64,128,256,512", batches = "2,4,8,16,32";
+  std::string models, ranks = "8,16,32,64,128,256,512", batches = "2,4,8,16,32";
   std::string norms = "bn,syncbn,syncbn:8";
   std::vector<std::string> compute_flags;
   double alpha_us = 8, bandwidth_gbs = 25, speedup = 1, threshold = 0.10;
@@ -313,7 +313,8 @@ int project(int argc, char** argv) {
       "bandwidth per rank, GB/s (HDR InfiniBand, 200 Gbit/s: 25)")(
       "algorithm", po::value(&algorithm)->default_value(algorithm),
       "allreduce cost: ring | recursive-doubling | rabenseifner | tree | mpi | nccl")(
-      "models", po::value(&models)->default_value(models), "comma-separated model names")(
+      "models", po::value(&models),
+      "comma-separated model names (default: every model with compute times)")(
       "ranks", po::value(&ranks)->default_value(ranks), "comma-separated P")(
       "batches", po::value(&batches)->default_value(batches), "comma-separated batch per rank")(
       "norms", po::value(&norms)->default_value(norms), "bn, syncbn, syncbn:K, comma-separated")(
@@ -328,6 +329,7 @@ int project(int argc, char** argv) {
 
   ProjectionSpec spec;
   spec.models = parse_name_list(models);
+  SYNCBN_CHECK(!vm.count("models") || !spec.models.empty(), "--models is empty");
   spec.ranks = parse_int_list(ranks, "ranks");
   spec.batches = parse_int_list(batches, "batches");
   spec.norms = parse_name_list(norms);
@@ -359,6 +361,9 @@ int project(int argc, char** argv) {
                       ": " + values + " ms";
   }
   SYNCBN_CHECK(!spec.compute.empty(), "project needs --calibration or --compute");
+  if (spec.models.empty()) {
+    for (const auto& [model, compute] : spec.compute) spec.models.push_back(model);
+  }
   std::string text = "Compute: " + compute_source + ".\n" + projection_markdown(spec);
   write_output(out, text);
   return 0;

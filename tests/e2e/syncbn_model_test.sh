@@ -72,6 +72,12 @@ grep -q '^| 32 | 64 |' "$tmp/projection.md" && grep -q '^### Conclusion' "$tmp/p
   grep -q 'cnn, syncbn:8: SyncBN' "$tmp/projection.md"
 check "project writes the table and the conclusion" $?
 
+# Without --models: the models that have compute times.
+"$model" project --compute cnn=1,0.01 --ranks 8,64 --out "$tmp/default_models.md" 2>"$tmp/err"
+check "project without --models runs: $(cat "$tmp/err")" $?
+grep -q '^### cnn' "$tmp/default_models.md" && ! grep -q '^### resnet' "$tmp/default_models.md"
+check "project without --models projects the models given --compute" $?
+
 fails_with "no command" "usage" "$model"
 fails_with "unknown command" "unknown command 'fit'" "$model" fit
 fails_with "unknown norm" "unknown norm 'gn'" "$model" project --compute cnn=1,0 --norms bn,gn
