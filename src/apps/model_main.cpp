@@ -155,9 +155,9 @@ int calibrate(int argc, char** argv) {
     per_ranks.push_back({{"ranks", ranks},
                          {"alpha_seconds", fit.alpha_seconds},
                          {"bandwidth_bytes_per_second", fit.bandwidth_bytes_per_second}});
-    std::printf("P = %lld alone: alpha = %.2f us, bandwidth = %.3f GB/s\n",
-                static_cast<long long>(ranks), 1e6 * fit.alpha_seconds,
-                fit.bandwidth_bytes_per_second / 1e9);
+    std::fprintf(stderr, "P = %lld alone: alpha = %.2f us, bandwidth = %.3f GB/s\n",
+                 static_cast<long long>(ranks), 1e6 * fit.alpha_seconds,
+                 fit.bandwidth_bytes_per_second / 1e9);
   }
   record["network_by_ranks"] = per_ranks;
 
@@ -184,9 +184,9 @@ int calibrate(int argc, char** argv) {
   }
   record["compute"] = compute;
   write_output(out, record.dump(2) + "\n");
-  std::printf("alpha = %.2f us, bandwidth = %.3f GB/s (%s, %zu points)\n",
-              1e6 * network.alpha_seconds, network.bandwidth_bytes_per_second / 1e9,
-              algorithm.c_str(), points.size());
+  std::fprintf(stderr, "alpha = %.2f us, bandwidth = %.3f GB/s (%s, %zu points)\n",
+               1e6 * network.alpha_seconds, network.bandwidth_bytes_per_second / 1e9,
+               algorithm.c_str(), points.size());
   return 0;
 }
 

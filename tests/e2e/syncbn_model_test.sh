@@ -48,6 +48,14 @@ done
   --compute "cnn=$tmp/compute_b16.jsonl" --out "$tmp/calibration.json" >"$tmp/out" 2>&1
 status=$?
 check "calibrate runs: $(tail -n 3 "$tmp/out")" "$status"
+# --out -: stdout is the calibration alone (one JSON object, progress on stderr).
+"$model" calibrate --allreduce "$tmp/allreduce.txt" --out - >"$tmp/stdout.json" 2>"$tmp/err"
+status=$?
+check "calibrate --out - runs: $(cat "$tmp/err")" "$status"
+[[ $(head -n 1 "$tmp/stdout.json") == "{" && $(tail -n 1 "$tmp/stdout.json") == "}" ]] &&
+  grep -q '^alpha = ' "$tmp/err"
+status=$?
+check "calibrate --out - writes only JSON to stdout: $(head -n 1 "$tmp/stdout.json")" "$status"
 alpha=$(awk '/"alpha_seconds"/ { gsub(/[ ,]/, ""); split($0, kv, ":"); print kv[2]; exit }' "$tmp/calibration.json")
 awk -v a="$alpha" 'BEGIN { exit !(a > 49e-6 && a < 51e-6) }'
 check "alpha comes back as 50 us (got $alpha s)" $?
