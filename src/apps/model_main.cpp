@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "study/spec.h"
 #include "study/step_model.h"
 #include "study/step_model_report.h"
 #include "syncbn/error.h"
@@ -46,26 +47,6 @@ std::pair<std::string, std::string> split_assignment(const std::string& text,
   SYNCBN_CHECK(at != std::string::npos && at > 0 && at + 1 < text.size(), "--", flag, " '", text,
                "': expected NAME=VALUE");
   return {text.substr(0, at), text.substr(at + 1)};
-}
-
-std::vector<int64_t> parse_int_list(const std::string& text, const std::string& flag) {
-  std::vector<int64_t> values;
-  std::stringstream list(text);
-  std::string item;
-  while (std::getline(list, item, ',')) {
-    std::size_t used = 0;
-    int64_t value = 0;
-    try {
-      value = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    SYNCBN_CHECK(used == item.size() && !item.empty() && value > 0, "--", flag, " '", text,
-                 "': expected positive integers separated by commas");
-    values.push_back(value);
-  }
-  SYNCBN_CHECK(!values.empty(), "--", flag, " is empty");
-  return values;
 }
 
 std::vector<std::string> parse_name_list(const std::string& text) {
@@ -231,7 +212,7 @@ int predict(int argc, char** argv) {
   std::map<int64_t, int64_t> concurrent_batch;
   for (const auto& item : concurrent_files) {
     const auto [ranks_text, path] = split_assignment(item, "concurrent");
-    const int64_t ranks = parse_int_list(ranks_text, "concurrent").at(0);
+    const int64_t ranks = study::parse_int_list("--concurrent", ranks_text, 1).at(0);
     std::ifstream metrics = open_input(path);
     const MeasuredStep m = measured_from_metrics(metrics, path);
     SYNCBN_CHECK(m.ranks == 1, path, ": a --concurrent run must be single-rank, has ", m.ranks);
@@ -330,8 +311,8 @@ int project(int argc, char** argv) {
   ProjectionSpec spec;
   spec.models = parse_name_list(models);
   SYNCBN_CHECK(!vm.count("models") || !spec.models.empty(), "--models is empty");
-  spec.ranks = parse_int_list(ranks, "ranks");
-  spec.batches = parse_int_list(batches, "batches");
+  spec.ranks = study::parse_int_list("--ranks", ranks, 1);
+  spec.batches = study::parse_int_list("--batches", batches, 1);
   spec.norms = parse_name_list(norms);
   spec.network = {alpha_us * 1e-6, bandwidth_gbs * 1e9};
   spec.algorithm = parse_allreduce_algorithm(algorithm);

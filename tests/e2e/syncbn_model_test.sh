@@ -100,7 +100,7 @@ fails_with "unknown command" "unknown command 'fit'" "$model" fit
 fails_with "unknown norm" "unknown norm 'gn'" "$model" project --compute cnn=1,0 --norms bn,gn
 fails_with "unknown model" "unknown model 'vgg'" "$model" project --compute vgg=1,0 --models vgg
 fails_with "bad compute" "expected MODEL=FIXED_MS,PER_SAMPLE_MS" "$model" project --compute cnn=1
-fails_with "bad ranks" "--ranks '8,x'" "$model" project --compute cnn=1,0 --ranks 8,x
+fails_with "bad ranks" "--ranks must list integers >= 1, got 'x'" "$model" project --compute cnn=1,0 --ranks 8,x
 fails_with "missing bench file" "cannot open '$tmp/none'" "$model" calibrate --allreduce "$tmp/none" --out "$tmp/c.json"
 fails_with "no bench rows" "no {\"bench\": \"allreduce\"" "$model" calibrate --allreduce "$tmp/run.jsonl" --out "$tmp/c.json"
 fails_with "model without compute" "no compute calibrated for model 'resnet'" \
