@@ -204,10 +204,13 @@ TEST(StepModelTest, NormNamesAreThoseOfTheStudy) {
               parse_norm_sync("syncbn:8").group_at(4);
             }).find("group size 8 does not divide the number of ranks 4"),
             std::string::npos);
-  EXPECT_EQ(norm_sync_name(parse_norm_sync("syncbn:8")), "syncbn:8");
+  EXPECT_EQ(parse_norm_sync("syncbn:8").group_size, 8);
+  EXPECT_EQ(parse_norm_sync("syncbn").group_size, 0);
   EXPECT_THROW(parse_norm_sync("syncbn:0"), Error);
   EXPECT_THROW(parse_norm_sync("syncbn:x"), Error);
-  EXPECT_THROW(parse_norm_sync("gn"), Error);
+  EXPECT_NE(error_of([] { parse_norm_sync("gn"); }).find("unknown norm 'gn' for the step model"),
+            std::string::npos);
+  EXPECT_THROW(parse_norm_sync("bn:2"), Error);
 }
 
 TEST(StepModelTest, ProjectionOfATinyConfigHasItsRowsAndConclusion) {
