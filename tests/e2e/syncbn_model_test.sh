@@ -6,7 +6,8 @@
 set -uo pipefail
 build=${SYNCBN_BUILD_DIR:?SYNCBN_BUILD_DIR must point at the build directory}
 model=$build/syncbn-model
-[[ -x $model ]] || { echo "skip: no $model"; exit 77; }
+# The build always makes syncbn-model: its absence is a failure, not a skip.
+[[ -x $model ]] || { echo "FAIL: no $model"; exit 1; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
