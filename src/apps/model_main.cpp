@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "study/spec.h"
 #include "study/step_model.h"
 #include "study/step_model_report.h"
 #include "syncbn/error.h"
@@ -46,26 +47,6 @@ std::pair<std::string, std::string> split_assignment(const std::string& text,
   SYNCBN_CHECK(at != std::string::npos && at > 0 && at + 1 < text.size(), "--", flag, " '", text,
                "': expected NAME=VALUE");
   return {text.substr(0, at), text.substr(at + 1)};
-}
-
-std::vector<int64_t> parse_int_list(const std::string& text, const std::string& flag) {
-  std::vector<int64_t> values;
-  std::stringstream list(text);
-  std::string item;
-  while (std::getline(list, item, ',')) {
-    std::size_t used = 0;
-    int64_t value = 0;
-    try {
-      value = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    SYNCBN_CHECK(used == item.size() && !item.empty() && value > 0, "--", flag, " '", text,
-                 "': expected positive integers separated by commas");
-    values.push_back(value);
-  }
-  SYNCBN_CHECK(!values.empty(), "--", flag, " is empty");
-  return values;
 }
 
 std::vector<std::string> parse_name_list(const std::string& text) {
@@ -155,9 +136,9 @@ int calibrate(int argc, char** argv) {
     per_ranks.push_back({{"ranks", ranks},
                          {"alpha_seconds", fit.alpha_seconds},
                          {"bandwidth_bytes_per_second", fit.bandwidth_bytes_per_second}});
-    std::printf("P = %lld alone: alpha = %.2f us, bandwidth = %.3f GB/s\n",
-                static_cast<long long>(ranks), 1e6 * fit.alpha_seconds,
-                fit.bandwidth_bytes_per_second / 1e9);
+    std::fprintf(stderr, "P = %lld alone: alpha = %.2f us, bandwidth = %.3f GB/s\n",
+                 static_cast<long long>(ranks), 1e6 * fit.alpha_seconds,
+                 fit.bandwidth_bytes_per_second / 1e9);
   }
   record["network_by_ranks"] = per_ranks;
 
@@ -184,9 +165,9 @@ int calibrate(int argc, char** argv) {
   }
   record["compute"] = compute;
   write_output(out, record.dump(2) + "\n");
-  std::printf("alpha = %.2f us, bandwidth = %.3f GB/s (%s, %zu points)\n",
-              1e6 * network.alpha_seconds, network.bandwidth_bytes_per_second / 1e9,
-              algorithm.c_str(), points.size());
+  std::fprintf(stderr, "alpha = %.2f us, bandwidth = %.3f GB/s (%s, %zu points)\n",
+               1e6 * network.alpha_seconds, network.bandwidth_bytes_per_second / 1e9,
+               algorithm.c_str(), points.size());
   return 0;
 }
 
@@ -231,7 +212,7 @@ int predict(int argc, char** argv) {
   std::map<int64_t, int64_t> concurrent_batch;
   for (const auto& item : concurrent_files) {
     const auto [ranks_text, path] = split_assignment(item, "concurrent");
-    const int64_t ranks = parse_int_list(ranks_text, "concurrent").at(0);
+    const int64_t ranks = study::parse_int_list("--concurrent", ranks_text, 1).at(0);
     std::ifstream metrics = open_input(path);
     const MeasuredStep m = measured_from_metrics(metrics, path);
     SYNCBN_CHECK(m.ranks == 1, path, ": a --concurrent run must be single-rank, has ", m.ranks);
@@ -295,7 +276,7 @@ int predict(int argc, char** argv) {
 
 int project(int argc, char** argv) {
   std::string calibration_file, out, algorithm = "nccl";
-  std::string models = "cnn,resnet", ranks = "8,16,32,64,128,256,512", batches = "2,4,8,16,32";
+  std::string models, ranks = "8,16,32,64,128,256,512", batches = "2,4,8,16,32";
   std::string norms = "bn,syncbn,syncbn:8";
   std::vector<std::string> compute_flags;
   double alpha_us = 8, bandwidth_gbs = 25, speedup = 1, threshold = 0.10;
@@ -313,7 +294,8 @@ int project(int argc, char** argv) {
       "bandwidth per rank, GB/s (HDR InfiniBand, 200 Gbit/s: 25)")(
       "algorithm", po::value(&algorithm)->default_value(algorithm),
       "allreduce cost: ring | recursive-doubling | rabenseifner | tree | mpi | nccl")(
-      "models", po::value(&models)->default_value(models), "comma-separated model names")(
+      "models", po::value(&models),
+      "comma-separated model names (default: every model with compute times)")(
       "ranks", po::value(&ranks)->default_value(ranks), "comma-separated P")(
       "batches", po::value(&batches)->default_value(batches), "comma-separated batch per rank")(
       "norms", po::value(&norms)->default_value(norms), "bn, syncbn, syncbn:K, comma-separated")(
@@ -328,8 +310,9 @@ int project(int argc, char** argv) {
 
   ProjectionSpec spec;
   spec.models = parse_name_list(models);
-  spec.ranks = parse_int_list(ranks, "ranks");
-  spec.batches = parse_int_list(batches, "batches");
+  SYNCBN_CHECK(!vm.count("models") || !spec.models.empty(), "--models is empty");
+  spec.ranks = study::parse_int_list("--ranks", ranks, 1);
+  spec.batches = study::parse_int_list("--batches", batches, 1);
   spec.norms = parse_name_list(norms);
   spec.network = {alpha_us * 1e-6, bandwidth_gbs * 1e9};
   spec.algorithm = parse_allreduce_algorithm(algorithm);
@@ -359,6 +342,9 @@ int project(int argc, char** argv) {
                       ": " + values + " ms";
   }
   SYNCBN_CHECK(!spec.compute.empty(), "project needs --calibration or --compute");
+  if (spec.models.empty()) {
+    for (const auto& [model, compute] : spec.compute) spec.models.push_back(model);
+  }
   std::string text = "Compute: " + compute_source + ".\n" + projection_markdown(spec);
   write_output(out, text);
   return 0;

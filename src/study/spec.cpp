@@ -424,6 +424,15 @@ Expansion expand(const StudySpec& spec) {
                                     static_cast<double>(spec.ref_batch)
                               : base_lr;
         for (const NormSpec& norm : spec.norms) {
+          // syncbn-train rejects a --sync-group-size that does not divide the ranks.
+          if (norm.sync_group_size > 0 && ranks % norm.sync_group_size != 0) {
+            const std::string note = "skipped: " + norm.name + " needs a multiple of " +
+                                     std::to_string(norm.sync_group_size) + " ranks, not " +
+                                     std::to_string(ranks);
+            if (std::find(out.notes.begin(), out.notes.end(), note) == out.notes.end())
+              out.notes.push_back(note);
+            continue;
+          }
           for (const uint64_t seed : spec.seeds) {
             Cell c = cell;
             c.norm = norm;

@@ -89,7 +89,8 @@ StudySpec parse_spec(const std::string& config_text, const std::string& config_n
 
 // Every cell of the study, in the order ranks, batch, sweeps (the first axis slowest), norm, seed
 // (seeds vary fastest); strong mode leaves out the cells whose global batch the ranks do not
-// divide, with a note. A cell's id adds "-key=value" per sweep axis after the batch.
+// divide, and every mode the syncbn:K cells whose ranks K does not divide, each with one note. A
+// cell's id adds "-key=value" per sweep axis after the batch.
 Expansion expand(const StudySpec& spec);
 
 }  // namespace syncbn::study

@@ -1,13 +1,14 @@
 #include "study/step_model.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <memory>
 
+#include "study/spec.h"
 #include "syncbn/error.h"
 #include "syncbn/nn/batch_norm.h"
 #include "syncbn/nn/models.h"
+#include "util/format.h"
 
 namespace syncbn::study {
 
@@ -181,28 +182,18 @@ ModelStructure model_structure(const std::string& name) {
 
 int64_t NormSync::group_at(int64_t ranks) const {
   if (!sync) return 1;
-  return group_size == 0 ? ranks : std::min(group_size, ranks);
+  if (group_size == 0) return ranks;
+  // As syncbn-train's --sync-group-size: the groups must tile the ranks.
+  SYNCBN_CHECK(ranks % group_size == 0, "syncbn:", group_size, ": group size ", group_size,
+               " does not divide the number of ranks ", ranks);
+  return group_size;
 }
 
 NormSync parse_norm_sync(const std::string& name) {
-  if (name == "bn") return {};
-  if (name == "syncbn") return {true, 0};
-  const std::string prefix = "syncbn:";
-  if (name.rfind(prefix, 0) == 0) {
-    int64_t k = 0;
-    const char* first = name.data() + prefix.size();
-    const char* last = name.data() + name.size();
-    const auto [end, error] = std::from_chars(first, last, k);
-    SYNCBN_CHECK(error == std::errc() && end == last && k >= 1, "norm '", name,
-                 "': the group size after 'syncbn:' must be a positive integer");
-    return {true, k};
-  }
-  SYNCBN_FAIL("unknown norm '", name, "' for the step model (expected bn, syncbn or syncbn:K)");
-}
-
-std::string norm_sync_name(const NormSync& norm) {
-  if (!norm.sync) return "bn";
-  return norm.group_size == 0 ? "syncbn" : "syncbn:" + std::to_string(norm.group_size);
+  const NormSpec norm = parse_norm(name);
+  SYNCBN_CHECK(norm.norm == "bn" || norm.norm == "syncbn", "unknown norm ", quote_brief(name),
+               " for the step model (expected bn, syncbn or syncbn:K)");
+  return {norm.norm == "syncbn", norm.sync_group_size};
 }
 
 StepTime predict_step(const StepInput& input) {

@@ -92,14 +92,15 @@ std::vector<int64_t> gradient_buckets(const std::vector<int64_t>& parameter_byte
                                       int64_t cap = int64_t{25} << 20);
 
 // Which batch norm: local (no collectives), SyncBN over all ranks, or SyncBN in groups of K.
-// Names as syncbn-study's: "bn", "syncbn", "syncbn:K".
+// Names as syncbn-study's (study::parse_norm): "bn", "syncbn", "syncbn:K"; other norms throw.
 struct NormSync {
   bool sync = false;
   int64_t group_size = 0;  // 0: all ranks
+  // The ranks one SyncBN allreduce spans at `ranks`; throws when group_size does not divide
+  // `ranks` (syncbn-train refuses that run).
   int64_t group_at(int64_t ranks) const;
 };
 NormSync parse_norm_sync(const std::string& name);
-std::string norm_sync_name(const NormSync& norm);
 
 struct StepInput {
   ModelStructure model;

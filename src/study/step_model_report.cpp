@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <istream>
+#include <map>
 #include <sstream>
 
 #include "syncbn/error.h"
@@ -325,10 +326,14 @@ std::string percent(double share) { return format("%.1f%%", 100 * share); }
 
 }  // namespace
 
-std::string projection_markdown(const ProjectionSpec& spec) {
-  SYNCBN_CHECK(
-      !spec.models.empty() && !spec.ranks.empty() && !spec.batches.empty() && !spec.norms.empty(),
-      "projection needs models, ranks, batches and norms");
+std::string projection_markdown(const ProjectionSpec& given) {
+  SYNCBN_CHECK(!given.models.empty() && !given.ranks.empty() && !given.batches.empty() &&
+                   !given.norms.empty(),
+               "projection needs models, ranks, batches and norms");
+  // Ascending ranks and batches: the tables read in order and "from P = ..." is the first P.
+  ProjectionSpec spec = given;
+  std::sort(spec.ranks.begin(), spec.ranks.end());
+  std::sort(spec.batches.begin(), spec.batches.end());
   for (const auto& norm : spec.norms) parse_norm_sync(norm);  // names are checked up front
   std::ostringstream out;
   std::ostringstream conclusion;
@@ -363,10 +368,13 @@ std::string projection_markdown(const ProjectionSpec& spec) {
       if (parse_norm_sync(norm).sync) out << "---:|";
     }
     out << "\n";
+    // (batch, ranks) -> the step time of each norm, in the order of spec.norms; the conclusion
+    // reads the same numbers.
+    std::map<std::pair<int64_t, int64_t>, std::vector<StepTime>> step_times;
     for (const int64_t batch : spec.batches) {
       for (const int64_t ranks : spec.ranks) {
         out << "| " << batch << " | " << ranks << " |";
-        std::vector<StepTime> times;
+        std::vector<StepTime>& times = step_times[{batch, ranks}];
         for (const auto& norm : spec.norms) {
           times.push_back(project_one(spec, model, batch, ranks, norm));
           out << " " << format("%.3f", 1e3 * times.back().total) << " |";
@@ -382,9 +390,10 @@ std::string projection_markdown(const ProjectionSpec& spec) {
     out << "\n";
 
     // The conclusion, from the same numbers.
-    const int64_t smallest = *std::min_element(spec.ranks.begin(), spec.ranks.end());
-    const int64_t largest = *std::max_element(spec.ranks.begin(), spec.ranks.end());
-    for (const auto& norm : spec.norms) {
+    const int64_t smallest = spec.ranks.front();
+    const int64_t largest = spec.ranks.back();
+    for (std::size_t n = 0; n < spec.norms.size(); ++n) {
+      const std::string& norm = spec.norms[n];
       if (!parse_norm_sync(norm).sync) continue;
       // Per batch: the first P where SyncBN's share passes the threshold, and its share at the
       // smallest and largest P.
@@ -394,14 +403,14 @@ std::string projection_markdown(const ProjectionSpec& spec) {
       for (const int64_t batch : spec.batches) {
         std::string where = "never up to P = " + std::to_string(largest);
         for (const int64_t ranks : spec.ranks) {
-          const StepTime t = project_one(spec, model, batch, ranks, norm);
+          const StepTime& t = step_times.at({batch, ranks})[n];
           if (t.syncbn_comm > spec.threshold * t.total) {
             where = "from P = " + std::to_string(ranks);
             break;
           }
         }
-        const StepTime low = project_one(spec, model, batch, smallest, norm);
-        const StepTime high = project_one(spec, model, batch, largest, norm);
+        const StepTime& low = step_times.at({batch, smallest})[n];
+        const StepTime& high = step_times.at({batch, largest})[n];
         parts.push_back(
             "b = " + std::to_string(batch) + ": " + where + " (" +
             percent(low.syncbn_comm / low.total) + " at P = " + std::to_string(smallest) + ", " +
@@ -414,11 +423,11 @@ std::string projection_markdown(const ProjectionSpec& spec) {
     for (const int64_t batch : {spec.batches.front(), spec.batches.back()}) {
       conclusion << "- " << name << " at P = " << largest << ", b = " << batch << ":";
       const StepTime local = project_one(spec, model, batch, largest, "bn");
-      for (const auto& norm : spec.norms) {
-        const StepTime t = project_one(spec, model, batch, largest, norm);
-        conclusion << " " << norm << " " << format("%.3f", 1e3 * t.total) << " ms ("
-                   << format("%.2f", t.total / local.total) << "x bn)";
-        if (&norm != &spec.norms.back()) conclusion << ",";
+      const std::vector<StepTime>& times = step_times.at({batch, largest});
+      for (std::size_t n = 0; n < spec.norms.size(); ++n) {
+        conclusion << " " << spec.norms[n] << " " << format("%.3f", 1e3 * times[n].total) << " ms ("
+                   << format("%.2f", times[n].total / local.total) << "x bn)";
+        if (n + 1 < spec.norms.size()) conclusion << ",";
       }
       conclusion << ".\n";
       if (batch == spec.batches.back()) break;  // one batch given: one line

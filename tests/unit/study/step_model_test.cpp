@@ -6,10 +6,13 @@
 #include <sstream>
 
 #include "study/step_model_report.h"
+#include "support/error.h"
 #include "syncbn/error.h"
 
 namespace syncbn::study {
 namespace {
+
+using syncbn::testing::error_of;
 
 // alpha = 10 us, 1 GB/s: every term below is worked out by hand from the formulas in
 // step_model.h.
@@ -87,12 +90,12 @@ TEST(StepModelTest, SyncBnLatencyGrowsWithRanksAndGroupsCapIt) {
   double previous = 0;
   for (const int64_t p : {2, 4, 8, 16, 64, 512}) {
     const StepTime global = predict_step(cnn_input(p, "syncbn"));
-    const StepTime grouped = predict_step(cnn_input(p, "syncbn:8"));
+    const StepTime grouped = predict_step(cnn_input(p, p % 8 == 0 ? "syncbn:8" : "syncbn:2"));
     const StepTime local = predict_step(cnn_input(p, "bn"));
     EXPECT_GT(global.syncbn_comm, previous) << "P = " << p;
     previous = global.syncbn_comm;
     EXPECT_LE(grouped.syncbn_comm, global.syncbn_comm);
-    EXPECT_EQ(grouped.syncbn_group, std::min<int64_t>(p, 8));
+    EXPECT_EQ(grouped.syncbn_group, p % 8 == 0 ? 8 : 2);
     EXPECT_EQ(local.syncbn_comm, 0.0);
     EXPECT_LT(local.total, global.total);
   }
@@ -197,11 +200,17 @@ TEST(StepModelTest, NormNamesAreThoseOfTheStudy) {
   EXPECT_FALSE(parse_norm_sync("bn").sync);
   EXPECT_EQ(parse_norm_sync("syncbn").group_at(64), 64);
   EXPECT_EQ(parse_norm_sync("syncbn:8").group_at(64), 8);
-  EXPECT_EQ(parse_norm_sync("syncbn:8").group_at(4), 4);
-  EXPECT_EQ(norm_sync_name(parse_norm_sync("syncbn:8")), "syncbn:8");
+  EXPECT_NE(error_of([] {
+              parse_norm_sync("syncbn:8").group_at(4);
+            }).find("group size 8 does not divide the number of ranks 4"),
+            std::string::npos);
+  EXPECT_EQ(parse_norm_sync("syncbn:8").group_size, 8);
+  EXPECT_EQ(parse_norm_sync("syncbn").group_size, 0);
   EXPECT_THROW(parse_norm_sync("syncbn:0"), Error);
   EXPECT_THROW(parse_norm_sync("syncbn:x"), Error);
-  EXPECT_THROW(parse_norm_sync("gn"), Error);
+  EXPECT_NE(error_of([] { parse_norm_sync("gn"); }).find("unknown norm 'gn' for the step model"),
+            std::string::npos);
+  EXPECT_THROW(parse_norm_sync("bn:2"), Error);
 }
 
 TEST(StepModelTest, ProjectionOfATinyConfigHasItsRowsAndConclusion) {
@@ -225,6 +234,22 @@ TEST(StepModelTest, ProjectionOfATinyConfigHasItsRowsAndConclusion) {
   EXPECT_NE(text.find("cnn at P = 64, b = 2:"), std::string::npos) << text;
   spec.compute.clear();
   EXPECT_THROW(projection_markdown(spec), Error);
+}
+
+TEST(StepModelTest, ProjectionSortsRanksAndBatchesGivenInAnyOrder) {
+  ProjectionSpec spec;
+  spec.models = {"cnn"};
+  spec.ranks = {8, 64};
+  spec.batches = {2, 32};
+  spec.norms = {"bn", "syncbn"};
+  spec.network = kNet;
+  spec.compute["cnn"] = profile_from_total({1e-4, 1e-6});
+  const std::string ascending = projection_markdown(spec);
+  spec.ranks = {64, 8};
+  spec.batches = {32, 2};
+  const std::string descending = projection_markdown(spec);
+  EXPECT_EQ(descending, ascending);
+  EXPECT_NE(descending.find("b = 2: from P = 8 ("), std::string::npos) << descending;
 }
 
 }  // namespace
