@@ -2,8 +2,8 @@
 # End-to-end checks of syncbn-study (issue #9) on a tiny synthetic study under syncbn-run:
 #  1. 2 ranks x 2 batch sizes x 2 norms x 2 seeds: results.csv has the contract's columns and one
 #     row per cell; --max-cells stops early and a rerun runs only the rest (no duplicates);
-#  2. a cell that fails (syncbn:3 on 2 ranks) is recorded with its error while the others finish,
-#     and the study exits non-zero;
+#  2. a cell that fails (init bogus) is recorded with its error while the others finish, and the
+#     study exits non-zero; a syncbn:3 cell on 2 ranks is skipped with a note;
 #  3. report.md has its tables and the figures are PNGs (signature and IHDR chunk);
 #  4. timing keys in the metrics (from a stand-in syncbn-train) give the time table and figure;
 #  4b. sweep axes ([sweep] / --sweep.KEY): cells per setting, rows and CSV record it;
@@ -75,15 +75,25 @@ timeout 300 "$study" run "$tmp/tiny.cfg" --out "$tmp/a" >"$tmp/a3.log" 2>&1 &&
 check "a cell whose metrics file is gone runs again (only it): a 9th row, its second" $?
 
 # 2. a failing cell among good ones.
+# syncbn-train's parser takes any --init text; the run rejects "bogus".
 timeout 300 "$study" run "$tmp/tiny.cfg" --out "$tmp/f" --batch-per-rank 4 --seeds 0 \
-  --norms "bn syncbn:3" >"$tmp/f.log" 2>&1
+  --norms "bn syncbn:3" --sweep.init "kaiming bogus" >"$tmp/f.log" 2>&1
 code=$?
 [[ $code -eq 1 && $(rows "$tmp/f") -eq 2 ]] && grep -q '"status":"failed".*' "$tmp/f/results.jsonl" &&
-  grep -q 'np2-b4-bn-s0,ok' "$tmp/f/results.csv" &&
-  grep -q 'np2-b4-syncbn_g3-s0,failed,.*does not divide the number of ranks 2' "$tmp/f/results.csv"
-check "syncbn:3 on 2 ranks is recorded failed with its error, bn still runs, exit 1 (got $code)" $?
-grep -q "1 of 2 cells failed: np2-b4-syncbn_g3-s0" "$tmp/f.log"
+  grep -q 'np2-b4-init=kaiming-bn-s0,ok' "$tmp/f/results.csv" &&
+  grep -q "np2-b4-init=bogus-bn-s0,failed,.*unknown init scheme 'bogus'" "$tmp/f/results.csv"
+check "init bogus is recorded failed with its error, kaiming still runs, exit 1 (got $code)" $?
+grep -q "1 of 2 cells failed: np2-b4-init=bogus-bn-s0" "$tmp/f.log"
 check "the summary names the failed cell" $?
+grep -q "skipped: syncbn:3 needs a multiple of 3 ranks, not 2" "$tmp/f.log"
+check "syncbn:3 on 2 ranks is skipped with a note" $?
+timeout 300 "$study" run "$tmp/tiny.cfg" --out "$tmp/f" --batch-per-rank 4 --seeds 0 \
+  --norms "bn syncbn:3" --sweep.init "kaiming bogus" >"$tmp/f2.log" 2>&1
+code=$?
+[[ $code -eq 1 && $(rows "$tmp/f") -eq 3 &&
+   $(grep -c '"cell":"np2-b4-init=bogus-bn-s0".*"status":"failed"' "$tmp/f/results.jsonl") -eq 2 ]] &&
+  grep -q "skipped np2-b4-init=kaiming-bn-s0" "$tmp/f2.log"
+check "a rerun retries only the failed cell and keeps its earlier failed row (got $code)" $?
 
 # 3. the report.
 timeout 120 "$study" report "$tmp/a" >"$tmp/report.log" 2>&1
@@ -196,8 +206,9 @@ check "--dry-run prints the 8 commands and runs nothing" $?
 
 source_dir=${SYNCBN_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 for spec in "$source_dir"/examples/studies/*.cfg; do
+  name=${spec##*/}  # not $(basename ...) in the message: it would reset $? before check reads it
   "$study" run "$spec" --out "$tmp/dry" --dry-run >"$tmp/dry.log" 2>&1 && grep -q 'syncbn-train' "$tmp/dry.log"
-  check "the example spec $(basename "$spec") is valid (--dry-run)" $?
+  check "the example spec $name is valid (--dry-run)" $?
 done
 # The batch-norm claim studies: their sizes are what docs/studies/bn-claims.md describes.
 for entry in lr:24 lr-momentum:24 init:72 placement:12 dropout:12 batch:72; do
