@@ -41,8 +41,12 @@ class StepTimer {
   // CommStats give the bytes and calls that are neither SyncBN's nor the gradients'. With a
   // timeline, the model's top-level children are traced and the ranks meet in a barrier to
   // share a clock origin: a collective, so every rank constructs its StepTimer together.
+  // `steps_before`: the optimizer steps the run made before this process (the resumed step, 0
+  // for a fresh run): the timeline labels step k of this process steps_before + k, as the
+  // metrics do, while its window (--timeline-start) counts from this process's first step.
   StepTimer(const TrainConfig& config, dist::Communicator& world,
-            const std::vector<const dist::Communicator*>& communicators, nn::Module& model);
+            const std::vector<const dist::Communicator*>& communicators, nn::Module& model,
+            int64_t steps_before);
   ~StepTimer();
   StepTimer(const StepTimer&) = delete;
   StepTimer& operator=(const StepTimer&) = delete;
@@ -79,7 +83,8 @@ class StepTimer {
   std::optional<profile::Install> install_;
   int64_t origin_ns_ = 0;  // timeline time 0, the same moment on every rank (a barrier)
   int64_t mark_ns_ = 0, step_begin_ns_ = 0;
-  int64_t step_ = 0;  // 0-based over the run
+  int64_t steps_before_ = 0;  // the run's steps before this process (--resume)
+  int64_t step_ = 0;          // 0-based over this process
   double seconds_[6] = {};
   Traffic epoch_begin_traffic_, steps_end_traffic_;
 };

@@ -405,7 +405,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   skip_dropout_masks(*model, start_point.position.step);
 
   StepTimer timer(config, *world, {world.get(), comm.get(), model_options.sync_group().get()},
-                  *model);
+                  *model, start_point.position.step);
   TrainResult result;
   result.steps = start_point.position.step;
   nn::CrossEntropyLoss criterion;

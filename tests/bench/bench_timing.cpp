@@ -113,7 +113,7 @@ double hook_microseconds_per_step(const train::TrainConfig& config, dist::Commun
   train::TrainConfig timed = config;
   timed.timing = true;
   timed.timeline.clear();
-  train::StepTimer timer(timed, world, {&world}, *model);
+  train::StepTimer timer(timed, world, {&world}, *model, 0);
   timer.begin_epoch();
   constexpr int kSteps = 20000;
   double best = 1e30;
