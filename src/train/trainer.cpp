@@ -277,8 +277,7 @@ void TrainConfig::validate() const {
   nn::parse_init(init);
   nn::parse_norm_placement(norm_placement);
   nn::parse_dropout_placement(dropout_placement);
-  SYNCBN_CHECK(on_divergence == "stop" || on_divergence == "record", "unknown --on-divergence ",
-               quote_brief(on_divergence), ": expected stop (the default) or record");
+  parse_on_divergence(on_divergence);
   optim::parse_schedule_kind(schedule);
   SYNCBN_CHECK(device == "auto" || device == "cpu" || device == "cuda", "unknown device ",
                quote_brief(device), ": expected auto, cpu or cuda");
