@@ -108,8 +108,11 @@ void StepTimer::end_step() {
     span.index = steps_before_ + step_ + 1;  // 1-based over the run, as the metrics' "step"
     recorder_.add_span(span);
   }
-  steps_end_traffic_ = traffic();
   if (++step_ == window_end_) recorder_.set_timeline(false);
+}
+
+void StepTimer::end_steps() {
+  if (enabled_) steps_end_traffic_ = traffic();
 }
 
 void StepTimer::finish_epoch(EpochMetrics& m, double seconds) {

@@ -10,6 +10,7 @@
 //   forward, loss;                 timer.lap(Phase::kForward);
 //   ddp.backward(dloss);           timer.lap_backward(ddp.overlap().finish_wait_seconds);
 //   optimizer.step();              timer.end_step();
+//   ... (after the epoch's last step)  timer.end_steps();
 //
 // It also owns the thread's profile::Recorder, to which SyncBatchNorm (statistics allreduces)
 // and DataParallel (gradient buckets) report, and opens its timeline for the steps of the
@@ -62,6 +63,9 @@ class StepTimer {
   void lap_backward(double finish_wait_seconds);
   // lap(kOptimizer), and the step's end: the timeline window closes after its last step.
   void end_step();
+  // The epoch's steps are over (after the loop, before the epoch's own collectives): the traffic
+  // that finish_epoch reports ends here. Once per epoch: traffic() walks the communicators.
+  void end_steps();
   // Fills m.time (averaged over the ranks: one allreduce, every rank calls it), m.bytes and
   // m.collectives (this rank's) for the epoch whose training took `seconds` on this rank.
   void finish_epoch(EpochMetrics& m, double seconds);

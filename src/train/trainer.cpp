@@ -461,6 +461,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
                  totals[1] / std::max(1.0, totals[2]),
                  static_cast<double>((step + 1) * global_batch) / std::max(1e-9, elapsed));
     }
+    timer.end_steps();
     const double seconds = now_seconds() - start;
     bar.finish();
     world->allreduce_sum(totals, 3, dist::DataType::kFloat64);
