@@ -8,11 +8,14 @@
 
 namespace syncbn::train {
 
-DivergenceGuard::DivergenceGuard(const std::string& mode, dist::Communicator& world, double base_lr)
-    : record_(mode == "record"), world_(world), base_lr_(base_lr) {
+bool parse_on_divergence(const std::string& mode) {
   SYNCBN_CHECK(mode == "stop" || mode == "record", "unknown --on-divergence ", quote_brief(mode),
                ": expected stop (the default) or record");
+  return mode == "record";
 }
+
+DivergenceGuard::DivergenceGuard(const std::string& mode, dist::Communicator& world, double base_lr)
+    : record_(parse_on_divergence(mode)), world_(world), base_lr_(base_lr) {}
 
 void DivergenceGuard::check_loss(double loss, int64_t step, int64_t epoch) {
   if (!record_) {
@@ -26,15 +29,19 @@ void DivergenceGuard::check_loss(double loss, int64_t step, int64_t epoch) {
   }
   // Each rank's loss is the mean over its own batch, so ranks can disagree: the count of
   // non-finite losses, summed over ranks, is the same on all of them. Every rank starts this
-  // allreduce before backward's, in the same order, as MPI requires on one communicator.
+  // allreduce before backward's, in the same order, as MPI requires on one communicator. A
+  // single rank's count is its own: no collective.
   non_finite_ = std::isfinite(loss) ? 0.0 : 1.0;
-  pending_ = world_.iallreduce_sum(&non_finite_, 1, dist::DataType::kFloat64);
+  if (world_.size() > 1)
+    pending_ = world_.iallreduce_sum(&non_finite_, 1, dist::DataType::kFloat64);
 }
 
 bool DivergenceGuard::diverged(int64_t step, int64_t epoch) {
-  if (!pending_) return false;
-  pending_->wait();
-  pending_.reset();
+  if (pending_) {
+    pending_->wait();
+    pending_.reset();
+  }
+  // Stop mode never counts (check_loss returns or throws): non_finite_ stays 0.
   if (non_finite_ == 0.0) return false;
   record(step, epoch,
          "the loss is not finite on " + std::to_string(static_cast<int64_t>(non_finite_)) + " of " +

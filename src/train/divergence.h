@@ -3,11 +3,12 @@
 //   stop   : throw "training diverged at step K ..." on the rank that sees it; abort_job ends
 //            the job with a non-zero exit (the historical behaviour, the default);
 //   record : every rank learns whether any rank's loss is not finite through one allreduce of
-//            one double per step (this mode only), so that all stop at the same step K; the run
-//            ends normally (exit 0) with K recorded as "diverged_at_step", no checkpoint. The
-//            allreduce is non-blocking: started before backward, waited for after it, so its
-//            latency hides behind backward; step K's backward runs (its gradients, maybe NaN, are
-//            discarded) and its optimizer step does not.
+//            one double per step (this mode only, and only with more than one rank: one rank
+//            decides alone), so that all stop at the same step K; the run ends normally (exit
+//            0) with K recorded as "diverged_at_step", no checkpoint. The allreduce is
+//            non-blocking: started before backward, waited for after it, so its latency hides
+//            behind backward; step K's backward runs (its gradients, maybe NaN, are discarded)
+//            and its optimizer step does not.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -15,6 +16,9 @@
 #include "syncbn/distributed/communicator.h"
 
 namespace syncbn::train {
+
+// The --on-divergence mode: true for record, false for stop; throws naming anything else.
+bool parse_on_divergence(const std::string& mode);
 
 class DivergenceGuard {
  public:

@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "syncbn/error.h"
 #include "syncbn/nn/activation.h"
+#include "syncbn/train/metrics.h"
 
 namespace syncbn::train {
 
@@ -190,11 +190,9 @@ std::string publish_health(const HealthReport& report, int64_t epoch, int64_t ev
   std::fflush(stdout);
   if (every == 0) return health_json(report);
   if (!metrics_path.empty()) {
-    std::ofstream out(metrics_path, std::ios::app);
-    out << "{\"health_step\":" << report.step << ",\"epoch\":" << epoch
-        << ",\"health\":" << health_json(report) << "}\n";
-    out.flush();
-    SYNCBN_CHECK(out.good(), "cannot write metrics file '", metrics_path, "'");
+    append_metrics_line(metrics_path, "{\"health_step\":" + std::to_string(report.step) +
+                                          ",\"epoch\":" + std::to_string(epoch) +
+                                          ",\"health\":" + health_json(report) + "}");
   }
   return "";
 }

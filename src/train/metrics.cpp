@@ -68,12 +68,16 @@ std::string summary_line(const EpochMetrics& m, int64_t total_epochs) {
   return buffer;
 }
 
-void append_metrics(const std::string& path, const EpochMetrics& m) {
+void append_metrics_line(const std::string& path, const std::string& line) {
   std::ofstream out(path, std::ios::app);
   SYNCBN_CHECK(out.good(), "cannot open metrics file '", path, "' for appending");
-  out << to_json(m) << '\n';
+  out << line << '\n';
   out.flush();
   SYNCBN_CHECK(out.good(), "cannot write metrics file '", path, "'");
+}
+
+void append_metrics(const std::string& path, const EpochMetrics& m) {
+  append_metrics_line(path, to_json(m));
 }
 
 ProgressBar::ProgressBar(bool enabled, int64_t epoch, int64_t total_epochs, int64_t total_steps)

@@ -21,8 +21,12 @@ double seconds_between(int64_t begin_ns, int64_t end_ns) {
 }  // namespace
 
 StepTimer::StepTimer(const TrainConfig& config, dist::Communicator& world,
-                     const std::vector<const dist::Communicator*>& communicators, nn::Module& model)
-    : enabled_(config.timing), world_(world), timeline_path_(config.timeline) {
+                     const std::vector<const dist::Communicator*>& communicators, nn::Module& model,
+                     int64_t steps_before)
+    : enabled_(config.timing),
+      world_(world),
+      timeline_path_(config.timeline),
+      steps_before_(steps_before) {
   if (!enabled_) return;
   for (const dist::Communicator* comm : communicators) {
     if (comm != nullptr &&
@@ -101,11 +105,14 @@ void StepTimer::end_step() {
     span.category = "step";
     span.begin_ns = step_begin_ns_;
     span.end_ns = mark_ns_;
-    span.index = step_ + 1;  // 1-based, as the metrics' "step"
+    span.index = steps_before_ + step_ + 1;  // 1-based over the run, as the metrics' "step"
     recorder_.add_span(span);
   }
-  steps_end_traffic_ = traffic();
   if (++step_ == window_end_) recorder_.set_timeline(false);
+}
+
+void StepTimer::end_steps() {
+  if (enabled_) steps_end_traffic_ = traffic();
 }
 
 void StepTimer::finish_epoch(EpochMetrics& m, double seconds) {
@@ -143,14 +150,14 @@ void StepTimer::write_timeline() {
   write_trace(timeline_path_, ranks);
   const int64_t last = std::min(step_, window_end_);
   if (last <= window_begin_) {
-    std::printf("timeline: %s has no steps (the run made %lld, --timeline-start is %lld)\n",
+    std::printf("timeline: %s has no steps (this process made %lld, --timeline-start is %lld)\n",
                 timeline_path_.c_str(), static_cast<long long>(step_),
                 static_cast<long long>(window_begin_));
   } else {
     std::printf(
         "timeline: steps %lld..%lld of %d rank(s) in %s (open in https://ui.perfetto.dev)\n",
-        static_cast<long long>(window_begin_ + 1), static_cast<long long>(last), world_.size(),
-        timeline_path_.c_str());
+        static_cast<long long>(steps_before_ + window_begin_ + 1),
+        static_cast<long long>(steps_before_ + last), world_.size(), timeline_path_.c_str());
   }
   std::fflush(stdout);
 }

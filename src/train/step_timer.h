@@ -10,6 +10,7 @@
 //   forward, loss;                 timer.lap(Phase::kForward);
 //   ddp.backward(dloss);           timer.lap_backward(ddp.overlap().finish_wait_seconds);
 //   optimizer.step();              timer.end_step();
+//   ... (after the epoch's last step)  timer.end_steps();
 //
 // It also owns the thread's profile::Recorder, to which SyncBatchNorm (statistics allreduces)
 // and DataParallel (gradient buckets) report, and opens its timeline for the steps of the
@@ -41,8 +42,12 @@ class StepTimer {
   // CommStats give the bytes and calls that are neither SyncBN's nor the gradients'. With a
   // timeline, the model's top-level children are traced and the ranks meet in a barrier to
   // share a clock origin: a collective, so every rank constructs its StepTimer together.
+  // `steps_before`: the optimizer steps the run made before this process (the resumed step, 0
+  // for a fresh run): the timeline labels step k of this process steps_before + k, as the
+  // metrics do, while its window (--timeline-start) counts from this process's first step.
   StepTimer(const TrainConfig& config, dist::Communicator& world,
-            const std::vector<const dist::Communicator*>& communicators, nn::Module& model);
+            const std::vector<const dist::Communicator*>& communicators, nn::Module& model,
+            int64_t steps_before);
   ~StepTimer();
   StepTimer(const StepTimer&) = delete;
   StepTimer& operator=(const StepTimer&) = delete;
@@ -58,6 +63,9 @@ class StepTimer {
   void lap_backward(double finish_wait_seconds);
   // lap(kOptimizer), and the step's end: the timeline window closes after its last step.
   void end_step();
+  // The epoch's steps are over (after the loop, before the epoch's own collectives): the traffic
+  // that finish_epoch reports ends here. Once per epoch: traffic() walks the communicators.
+  void end_steps();
   // Fills m.time (averaged over the ranks: one allreduce, every rank calls it), m.bytes and
   // m.collectives (this rank's) for the epoch whose training took `seconds` on this rank.
   void finish_epoch(EpochMetrics& m, double seconds);
@@ -79,7 +87,8 @@ class StepTimer {
   std::optional<profile::Install> install_;
   int64_t origin_ns_ = 0;  // timeline time 0, the same moment on every rank (a barrier)
   int64_t mark_ns_ = 0, step_begin_ns_ = 0;
-  int64_t step_ = 0;  // 0-based over the run
+  int64_t steps_before_ = 0;  // the run's steps before this process (--resume)
+  int64_t step_ = 0;          // 0-based over this process
   double seconds_[6] = {};
   Traffic epoch_begin_traffic_, steps_end_traffic_;
 };

@@ -277,8 +277,7 @@ void TrainConfig::validate() const {
   nn::parse_init(init);
   nn::parse_norm_placement(norm_placement);
   nn::parse_dropout_placement(dropout_placement);
-  SYNCBN_CHECK(on_divergence == "stop" || on_divergence == "record", "unknown --on-divergence ",
-               quote_brief(on_divergence), ": expected stop (the default) or record");
+  parse_on_divergence(on_divergence);
   optim::parse_schedule_kind(schedule);
   SYNCBN_CHECK(device == "auto" || device == "cpu" || device == "cuda", "unknown device ",
                quote_brief(device), ": expected auto, cpu or cuda");
@@ -405,7 +404,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
   skip_dropout_masks(*model, start_point.position.step);
 
   StepTimer timer(config, *world, {world.get(), comm.get(), model_options.sync_group().get()},
-                  *model);
+                  *model, start_point.position.step);
   TrainResult result;
   result.steps = start_point.position.step;
   nn::CrossEntropyLoss criterion;
@@ -462,6 +461,7 @@ TrainResult run_training(const TrainConfig& config, std::shared_ptr<dist::Commun
                  totals[1] / std::max(1.0, totals[2]),
                  static_cast<double>((step + 1) * global_batch) / std::max(1e-9, elapsed));
     }
+    timer.end_steps();
     const double seconds = now_seconds() - start;
     bar.finish();
     world->allreduce_sum(totals, 3, dist::DataType::kFloat64);

@@ -8,7 +8,8 @@
 // comparison sharp enough on a shared machine. The estimate of the cost is the median over the
 // pairs of on/off: 1.000 is free. The same run checks the measurement: every timed run reports
 // the SyncBN allreduces the model must make (2 per BN layer per step with P > 1), every untimed
-// run none ("#wrong" counts the runs that do not).
+// run none ("#wrong" counts the runs that do not, the warm-up run's included; any makes the
+// benchmark exit non-zero).
 // A second estimate, immune to the machine's load: the instrumentation of one step (the timer's
 // laps and the hooks of as many SyncBN allreduces and buckets as the model makes per step) run
 // alone in a tight loop, in microseconds per step ("hook_us"), and as a share of the untimed
@@ -113,7 +114,7 @@ double hook_microseconds_per_step(const train::TrainConfig& config, dist::Commun
   train::TrainConfig timed = config;
   timed.timing = true;
   timed.timeline.clear();
-  train::StepTimer timer(timed, world, {&world}, *model);
+  train::StepTimer timer(timed, world, {&world}, *model, 0);
   timer.begin_epoch();
   constexpr int kSteps = 20000;
   double best = 1e30;
@@ -180,6 +181,7 @@ int main(int argc, char** argv) {
                   "#wrong");
     }
     std::vector<std::string> json_lines;
+    int total_wrong = 0;  // over the models: any makes the benchmark fail, after its report
     std::stringstream list(models);
     for (std::string model; std::getline(list, model, ',');) {
       train::TrainConfig config;
@@ -199,9 +201,9 @@ int main(int argc, char** argv) {
       const int64_t expected_calls = norm == "syncbn" && world->size() > 1 ? 2 * layers * steps : 0;
 
       std::vector<double> on, off, ratios;
-      int wrong = 0;
       // Warm-up (caches, allocator, pages), and the calls per step of the hook measurement.
       const Sample first = run_once(config, true, expected_calls, world);
+      int wrong = first.wrong;
       for (int64_t pair = 0; pair < pairs; ++pair) {
         Sample a, b;
         if (pair % 2 == 0) {
@@ -240,11 +242,17 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
       }
       json_lines.push_back(row.dump());
+      total_wrong += wrong;
     }
     if (leader) {
       for (const auto& line : json_lines) std::printf("%s\n", line.c_str());
       if (timeline) std::filesystem::remove(trace_path);
     }
+    // Summed over the ranks, so that all of them fail alike.
+    double all_wrong = total_wrong;
+    world->allreduce_sum(&all_wrong, 1, dist::DataType::kFloat64);
+    SYNCBN_CHECK(all_wrong == 0, static_cast<int64_t>(all_wrong),
+                 " run(s) did not report the SyncBN allreduces expected of them (\"#wrong\")");
     return 0;
   });
 }

@@ -8,7 +8,8 @@
 #  3. --no-timing leaves the keys out;
 #  4. --timeline on a ResNet with 16 KiB buckets writes a trace that parses, has one process per
 #     rank, nested spans on every track, and gradient allreduces overlapping backward;
-#  5. bad --timeline settings fail naming the flag.
+#  5. a resumed run's trace and report number the steps as the run does (resumed at 10: 12..14);
+#  6. bad --timeline settings fail naming the flag.
 # Needs SYNCBN_BUILD_DIR (set by ctest) and python3.
 set -uo pipefail
 build=${SYNCBN_BUILD_DIR:?SYNCBN_BUILD_DIR must point at the build directory}
@@ -105,6 +106,29 @@ steps = sorted(e["args"]["step"] for e in json.load(open(sys.argv[1]))["traceEve
 assert steps == [3, 3, 4, 4, 5, 5], steps
 ' "$tmp/trace.json"
 check "timeline holds exactly the window of steps 3..5 on both ranks" $?
+
+# A resumed run: 1 rank x 32 of 256 samples = 8 steps per epoch, stopped at step 10 with a
+# checkpoint, resumed for epoch 2's last 6 steps (the checkpoint holds the timeline window, which
+# a resumed run must keep). The window skips each process's first step; the trace and the report
+# number the steps as the run does: 12..14 after the resume, not 2..4.
+small=(--model mlp --dataset synthetic --synthetic-shape "1,8,8" --synthetic-samples 256
+       --batch-size 32 --epochs 2 --threads 1 --no-progress --checkpoint-dir "$tmp/ck"
+       --timeline-start 1 --timeline-steps 3)
+timeout 60 "$train" "${small[@]}" --steps 10 --checkpoint-every 5 --timeline "$tmp/part.json" \
+  >"$tmp/part.log" 2>&1
+check "1-rank run stopped at step 10 writes a checkpoint" $?
+grep -q "timeline: steps 2..4 of 1 rank(s)" "$tmp/part.log"
+check "the first run reports steps 2..4" $?
+timeout 60 "$train" "${small[@]}" --resume --timeline "$tmp/resumed.json" >"$tmp/resumed.log" 2>&1
+check "1-rank run resumed at step 10 with --timeline runs" $?
+grep -q "timeline: steps 12..14 of 1 rank(s)" "$tmp/resumed.log"
+check "the resumed run reports the run's step numbers" $?
+python3 -c '
+import json, sys
+steps = sorted(e["args"]["step"] for e in json.load(open(sys.argv[1]))["traceEvents"] if e["name"] == "step")
+assert steps == [12, 13, 14], steps
+' "$tmp/resumed.json"
+check "the resumed run's trace labels its steps 12..14" $?
 
 timeout 60 "$train" "${mlp[@]}" --timeline-steps 0 --timeline "$tmp/x.json" >"$tmp/bad1.log" 2>&1
 code=$?

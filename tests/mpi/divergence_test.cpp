@@ -1,6 +1,7 @@
 // DivergenceGuard under mpirun with P = 1..4: in record mode a non-finite loss on ONE rank stops
 // every rank at the same step, with a collective in flight during "backward" (as DataParallel's
-// buckets are); in stop mode only the rank that sees it throws, naming the step.
+// buckets are; a single rank makes no collective); in stop mode only the rank that sees it
+// throws, naming the step.
 #include "train/divergence.h"
 
 #include <gtest/gtest.h>
@@ -26,6 +27,7 @@ TEST(DivergenceTest, RecordModeStopsEveryRankAtTheStepOneRankDiverged) {
   auto comm = dist::MpiCommunicator::world();
   DivergenceGuard guard("record", *comm, 0.1);
   const int last = comm->size() - 1;
+  const int64_t calls_before = comm->stats().allreduce_calls;
   for (int64_t step = 1; step <= 5; ++step) {
     const double loss = step == 3 && comm->rank() == last ? std::nan("") : 2.0;
     guard.check_loss(loss, step, 1);
@@ -35,6 +37,8 @@ TEST(DivergenceTest, RecordModeStopsEveryRankAtTheStepOneRankDiverged) {
     if (diverged) break;
   }
   EXPECT_EQ(guard.step(), 3);
+  // Steps 1..3 each: the stand-in's allreduce, and the guard's unless one rank decides alone.
+  EXPECT_EQ(comm->stats().allreduce_calls - calls_before, comm->size() > 1 ? 6 : 3);
   guard.check_evaluation(std::nan(""), 3, 1);  // already recorded: no throw, step kept
   EXPECT_EQ(guard.step(), 3);
 }

@@ -42,7 +42,10 @@ struct EpochMetrics {
 
 std::string to_json(const EpochMetrics& m);
 std::string summary_line(const EpochMetrics& m, int64_t total_epochs);
-// Appends one JSON line to `path` (created if missing); throws naming the path on failure.
+// Appends `line` and a newline to `path` (created if missing); throws naming the path on
+// failure. Every writer of --metrics goes through it.
+void append_metrics_line(const std::string& path, const std::string& line);
+// Appends to_json(m) as one line, as append_metrics_line.
 void append_metrics(const std::string& path, const EpochMetrics& m);
 
 // A one-line progress bar redrawn in place on a terminal: "[=====>    ] 120/937 loss ... img/s".

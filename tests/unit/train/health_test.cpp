@@ -4,11 +4,15 @@
 #include "train/health.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "syncbn/error.h"
 #include "syncbn/nn/activation.h"
 #include "syncbn/nn/batch_norm.h"
 #include "syncbn/nn/linear.h"
@@ -114,6 +118,32 @@ TEST(HealthTest, NonFiniteValuesAreFlaggedAndWrittenAsJsonNull) {
   const std::string text = health_text(r, 2);
   EXPECT_NE(text.find("health at step 5 (epoch 2): 1 flag(s)"), std::string::npos) << text;
   EXPECT_NE(text.find("FLAG 0.weight"), std::string::npos) << text;
+}
+
+TEST(HealthTest, PublishAppendsALineToMetricsAndNamesAPathItCannotOpen) {
+  SmallNet net;
+  const HealthReport r = health_report(*net.model, 6);
+  const std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                     ("syncbn-health-test." + std::to_string(getpid()) + ".jsonl");
+  EXPECT_EQ(publish_health(r, 2, 3, path.string()), "");
+  std::ifstream in(path);
+  std::string line, extra;
+  ASSERT_TRUE(std::getline(in, line));
+  EXPECT_FALSE(std::getline(in, extra));
+  std::filesystem::remove(path);
+  const nlohmann::json json = nlohmann::json::parse(line);
+  EXPECT_EQ(json["health_step"], 6);
+  EXPECT_EQ(json["epoch"], 2);
+  EXPECT_EQ(json["health"]["step"], 6);
+  try {
+    publish_health(r, 2, 3, "/nonexistent-dir/metrics.jsonl");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(
+                  "cannot open metrics file '/nonexistent-dir/metrics.jsonl' for appending"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace
